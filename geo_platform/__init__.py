@@ -1,0 +1,1 @@
+"""geo_platform: a Dagster asset-based geospatial data platform."""

@@ -1,0 +1,1 @@
+"""Plain raster logic (no Dagster): validation, COG tiers, thumbnails, comparisons."""

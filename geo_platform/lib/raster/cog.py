@@ -1,0 +1,151 @@
+"""Write the COG tiers of one source.
+
+With one tier the source is copied straight through GDAL's COG driver, as
+``gdal_translate -of COG`` would. With several, the source is read and its
+overviews are built once, into an uncompressed tiled intermediate; every tier is
+then encoded from it with ``OVERVIEWS=FORCE_USE_EXISTING``, so the expensive part
+(decoding the source, resampling overviews) is not repeated per tier.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+
+from geo_platform.errors import InvalidInputError
+from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.raster.tiers import Tier
+
+BLOCKSIZE = 512
+# Overviews stop once the smallest level fits in one block.
+_MIN_OVERVIEW_SIZE = BLOCKSIZE
+
+
+@dataclass(frozen=True)
+class LocalCog:
+    """A COG written to local disk, before the tier IO manager stores it."""
+
+    tier: Tier
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+def creation_options(tier: Tier, dtype: str, threads: int | str = "ALL_CPUS") -> dict[str, str]:
+    """GDAL COG driver options of a tier; the same options the benchmark gives gdal_translate."""
+    common = {"BLOCKSIZE": str(BLOCKSIZE), "NUM_THREADS": str(threads), "BIGTIFF": "IF_SAFER"}
+    if tier is Tier.VISUALIZATION:
+        # The COG driver writes 3-band JPEG as YCbCr and turns an alpha band into a mask.
+        return {**common, "COMPRESS": "JPEG", "QUALITY": "85", "OVERVIEW_QUALITY": "85"}
+    predictor = "3" if np.issubdtype(np.dtype(dtype), np.floating) else "2"
+    compress = "DEFLATE" if tier is Tier.ANALYSIS else "LZW"
+    return {
+        **common,
+        "COMPRESS": compress,
+        "PREDICTOR": predictor,
+        "OVERVIEW_COMPRESS": compress,
+        "OVERVIEW_PREDICTOR": predictor,
+    }
+
+
+def overview_resampling(src: rasterio.DatasetReader) -> Resampling:
+    """Average smooths imagery; paletted or integer class data must not invent values."""
+    if src.colorinterp and src.colorinterp[0].name == "palette":
+        return Resampling.nearest
+    return Resampling.average
+
+
+def overview_factors(width: int, height: int) -> list[int]:
+    factors = []
+    factor = 2
+    while max(width, height) / (factor // 2) > _MIN_OVERVIEW_SIZE:
+        factors.append(factor)
+        factor *= 2
+    return factors
+
+
+def write_cog_tiers(
+    source: str | Path,
+    tiers: Iterable[Tier],
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    stem: str = "cog",
+    threads: int | str = "ALL_CPUS",
+) -> dict[Tier, LocalCog]:
+    """Write each tier of ``source`` into ``out_dir`` as ``<stem>.<tier>.tif``."""
+    tiers = list(dict.fromkeys(tiers))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = name or Path(source).name
+    outputs = {tier: out_dir / f"{stem}.{tier.value}.tif" for tier in tiers}
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(source) as src:
+            dtype = src.dtypes[0]
+            resampling = overview_resampling(src).name.upper()
+            if len(tiers) == 1:
+                (tier,) = tiers
+                opts = creation_options(tier, dtype, threads)
+                rasterio.shutil.copy(src, outputs[tier], driver="COG", RESAMPLING=resampling, **opts)
+            else:
+                with tempfile.TemporaryDirectory(dir=out_dir, prefix=".overviews-") as tmp:
+                    intermediate = _write_intermediate(src, Path(tmp) / "source.tif", threads)
+                    _encode_tiers(intermediate, outputs, dtype, threads)
+    except RasterioError as e:
+        for path in outputs.values():
+            path.unlink(missing_ok=True)
+        raise InvalidInputError(name, f"could not write COG ({str(e).splitlines()[0]})") from None
+    return {
+        tier: LocalCog(tier, path, path.stat().st_size, sha256_file(path))
+        for tier, path in outputs.items()
+    }
+
+
+def _write_intermediate(src: rasterio.DatasetReader, path: Path, threads: int | str) -> Path:
+    """An uncompressed tiled copy of the source with its overviews (and mask overviews)."""
+    rasterio.shutil.copy(
+        src,
+        path,
+        driver="GTiff",
+        TILED="YES",
+        BLOCKXSIZE=str(BLOCKSIZE),
+        BLOCKYSIZE=str(BLOCKSIZE),
+        COMPRESS="NONE",
+        BIGTIFF="IF_SAFER",
+        NUM_THREADS=str(threads),
+    )
+    factors = overview_factors(src.width, src.height)
+    if factors:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK="YES"), rasterio.open(path, "r+") as dst:
+            dst.build_overviews(factors, overview_resampling(src))
+    return path
+
+
+def _encode_tiers(
+    intermediate: Path, outputs: dict[Tier, Path], dtype: str, threads: int | str
+) -> None:
+    # GDAL releases the GIL while encoding: the tiers compress side by side.
+    def encode(tier: Tier) -> None:
+        with rasterio.open(intermediate) as src:
+            rasterio.shutil.copy(
+                src,
+                outputs[tier],
+                driver="COG",
+                OVERVIEWS="FORCE_USE_EXISTING",
+                **creation_options(tier, dtype, threads),
+            )
+
+    workers = min(len(outputs), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for future in [pool.submit(encode, tier) for tier in outputs]:
+            future.result()

@@ -1,0 +1,71 @@
+"""Small PNG previews, read from a COG's overviews, for the Dagster UI."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.io import MemoryFile
+
+THUMBNAIL_SIZE = 96
+
+
+def thumbnail_png(path: str | Path, size: int = THUMBNAIL_SIZE) -> bytes:
+    """RGBA PNG at most ``size`` pixels on its long side; masked pixels are transparent."""
+    with rasterio.open(path) as src:
+        scale = size / max(src.width, src.height)
+        shape = (max(1, round(src.height * scale)), max(1, round(src.width * scale)))
+        bands = list(range(1, min(src.count, 3) + 1))
+        if src.colorinterp[-1].name == "alpha" and len(bands) == src.count:
+            bands = bands[:-1] or [1]
+        data = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
+                        masked=True)
+        mask = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        if src.colorinterp[0].name == "palette":
+            rgb = _apply_colormap(data[0].filled(0), src.colormap(1))
+        else:
+            rgb = np.stack([_stretch(band) for band in data])
+            if rgb.shape[0] == 1:
+                rgb = np.repeat(rgb, 3, axis=0)
+            elif rgb.shape[0] == 2:
+                rgb = np.concatenate([rgb, rgb[:1]])
+        mask &= ~np.ma.getmaskarray(data).any(axis=0)
+        if data.dtype.kind == "f":
+            mask &= np.isfinite(data.filled(0)).all(axis=0)
+    alpha = np.where(mask, 255, 0).astype("uint8")[None]
+    pixels = np.concatenate([rgb.astype("uint8"), alpha])
+    with MemoryFile() as mem:
+        with mem.open(driver="PNG", width=shape[1], height=shape[0], count=4, dtype="uint8") as png:
+            png.write(pixels)
+        return mem.read()
+
+
+def thumbnail_markdown(path: str | Path) -> str:
+    """Markdown the Dagster UI renders as an image (it has no image metadata type)."""
+    encoded = base64.b64encode(thumbnail_png(path)).decode()
+    return f"![thumbnail](data:image/png;base64,{encoded})"
+
+
+def _stretch(band: np.ma.MaskedArray) -> np.ndarray:
+    if band.dtype == np.uint8:
+        return band.filled(0)
+    values = band.compressed()
+    values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+    if values.size == 0:
+        return np.zeros(band.shape, dtype="uint8")
+    low, high = np.percentile(values, (2, 98))
+    span = float(high - low) or 1.0
+    filled = band.filled(low).astype("float64")
+    filled[~np.isfinite(filled)] = low
+    return np.clip((filled - low) / span * 255, 0, 255).astype("uint8")
+
+
+def _apply_colormap(index: np.ndarray, colormap: dict[int, tuple[int, ...]]) -> np.ndarray:
+    lookup = np.zeros((256, 3), dtype="uint8")
+    for value, color in colormap.items():
+        if 0 <= value < 256:
+            lookup[value] = color[:3]
+    return np.moveaxis(lookup[index.astype("uint8")], -1, 0)

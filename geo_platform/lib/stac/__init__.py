@@ -1,0 +1,1 @@
+"""Plain STAC logic (no Dagster): ids, items, collections, offline validation."""

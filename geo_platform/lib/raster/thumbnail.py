@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import warnings
 from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from rasterio.enums import Resampling
 from rasterio.io import MemoryFile
 
@@ -37,7 +39,9 @@ def thumbnail_png(path: str | Path, size: int = THUMBNAIL_SIZE) -> bytes:
             mask &= np.isfinite(data.filled(0)).all(axis=0)
     alpha = np.where(mask, 255, 0).astype("uint8")[None]
     pixels = np.concatenate([rgb.astype("uint8"), alpha])
-    with MemoryFile() as mem:
+    # A PNG has no georeferencing, and needs none.
+    with warnings.catch_warnings(), MemoryFile() as mem:
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with mem.open(driver="PNG", width=shape[1], height=shape[0], count=4, dtype="uint8") as png:
             png.write(pixels)
         return mem.read()

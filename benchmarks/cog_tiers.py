@@ -1,0 +1,632 @@
+"""Benchmark: our COG tiers (``write_cog_tiers``) against ``gdal_translate -of COG``.
+
+Usage::
+
+    .venv/bin/python benchmarks/cog_tiers.py [--quick] [--repeat N] [--cachemax MB]
+
+Two synthetic inputs are generated once into ``benchmarks/.data/`` (git-ignored): a
+3-band uint8 image and a float32 elevation model with nodata, both smooth fields plus
+texture so that compression ratios are realistic. Every measurement runs in a fresh
+child process; its peak memory is that child's ``ru_maxrss`` (``os.wait4``). Three
+writers are compared per tier, all with the creation options of
+``geo_platform.lib.raster.cog.creation_options`` and the same ``RESAMPLING``:
+
+* ``gdal_translate``: the system's ``gdal_translate -of COG`` (Debian GDAL);
+* ``GDALTranslate (bundled)``: the same utility, called through ``ctypes`` in the
+  GDAL that rasterio bundles, i.e. the library our code runs on. It separates
+  "our code" from "a different GDAL build" (version, libjpeg vs libjpeg-turbo);
+* ``ours``: ``write_cog_tiers(src, [tier], ...)``, and once per input with all tiers.
+
+Both sides get the same ``GDAL_CACHEMAX`` and ``GDAL_NUM_THREADS`` (environment) and
+``NUM_THREADS`` (creation option). The input is read once before each measurement so
+that it is in the page cache, and ``sync`` runs first so earlier outputs are not
+being written back meanwhile. Times are the best of the repeats, memory the worst.
+Results are printed and written to ``benchmarks/results/cog_tiers.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import glob
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from geo_platform.lib.raster.cog import creation_options, overview_resampling, write_cog_tiers
+from geo_platform.lib.raster.tiers import Tier
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR = HERE / ".data"
+RESULTS_PATH = HERE / "results" / "cog_tiers.json"
+SEED = 20240607
+MB = 1024 * 1024
+
+# Targets from the brief; reported, never asserted.
+TARGET_THROUGHPUT = 0.9  # ours / gdal_translate, higher is better
+TARGET_MEMORY = 1.5  # ours / gdal_translate peak RSS, lower is better
+TARGET_ALL_TIERS = 0.6  # ours (all tiers) / sum of per-tier gdal_translate, lower is better
+
+CLI = "gdal_translate"
+BUNDLED = "bundled"
+OURS = "ours"
+WRITERS = (CLI, BUNDLED, OURS)
+WRITER_LABELS = {CLI: "gdal_translate", BUNDLED: "GDALTranslate(bundled)", OURS: "ours"}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A synthetic benchmark input and the tiers that apply to it."""
+
+    key: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    resolution: float
+    nodata: float | None
+    tiers: tuple[Tier, ...]
+
+    @property
+    def path(self) -> Path:
+        return DATA_DIR / f"{self.key}_{self.dtype}_{self.width}x{self.height}.tif"
+
+    @property
+    def raw_bytes(self) -> int:
+        return self.width * self.height * self.count * np.dtype(self.dtype).itemsize
+
+
+def input_specs(quick: bool) -> list[InputSpec]:
+    """The RGB image (all three tiers) and the elevation model (lossless tiers only)."""
+    rgb, dem = (2000, 2000) if quick else (10000, 8000)
+    all_tiers = (Tier.VISUALIZATION, Tier.ANALYSIS, Tier.ARCHIVE)
+    return [
+        InputSpec("rgb", rgb, rgb, 3, "uint8", 0.5, None, all_tiers),
+        InputSpec("dem", dem, dem, 1, "float32", 2.0, -9999.0, (Tier.ANALYSIS, Tier.ARCHIVE)),
+    ]
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    return t * t * (3.0 - 2.0 * t)
+
+
+class ValueNoise:
+    """Deterministic multi-octave value noise, evaluated window by window."""
+
+    def __init__(self, rng: np.random.Generator, width: int, height: int, cells: Sequence[int]):
+        self.octaves = [
+            (cell, rng.random((height // cell + 2, width // cell + 2))) for cell in cells
+        ]
+
+    @staticmethod
+    def _octave(grid: np.ndarray, cell: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        gy, gx = rows / cell, cols / cell
+        iy, ix = gy.astype(np.intp), gx.astype(np.intp)
+        ty, tx = _smoothstep(gy - iy)[:, None], _smoothstep(gx - ix)[None, :]
+        top = grid[iy[:, None], ix] * (1 - tx) + grid[iy[:, None], ix + 1] * tx
+        bottom = grid[iy[:, None] + 1, ix] * (1 - tx) + grid[iy[:, None] + 1, ix + 1] * tx
+        return top * (1 - ty) + bottom * ty
+
+    def __call__(self, rows: np.ndarray, cols: np.ndarray, persistence: float = 0.55):
+        """Noise in [0, 1] at the outer product of ``rows`` and ``cols``."""
+        total = np.zeros((rows.size, cols.size))
+        weight, norm = 1.0, 0.0
+        for cell, grid in self.octaves:
+            total += weight * self._octave(grid, cell, rows, cols)
+            norm += weight
+            weight *= persistence
+        return total / norm
+
+
+_PALETTE = np.array(
+    [(74, 98, 52), (118, 138, 64), (164, 152, 112), (92, 82, 70), (196, 188, 168), (48, 66, 92)],
+    dtype=np.float64,
+)
+
+
+def _rgb_strip(noise: dict[str, ValueNoise], rng, rows, cols) -> np.ndarray:
+    """Land-cover-like parcels with shading, a few linear features and sensor texture."""
+    parcels = noise["parcels"](rows, cols, persistence=0.35)
+    classes = np.clip(((parcels - 0.2) / 0.6 * len(_PALETTE)).astype(int), 0, len(_PALETTE) - 1)
+    shade = 0.65 + 0.7 * noise["shade"](rows, cols)
+    roads = np.abs(noise["roads"](rows, cols, persistence=0.3) - 0.5) < 0.004
+    rgb = _PALETTE[classes] * shade[..., None]
+    rgb[roads] = (205.0, 200.0, 190.0)
+    rgb += rng.normal(0.0, 5.0, rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+
+
+def _dem_strip(noise: dict[str, ValueNoise], rng, rows, cols, spec: InputSpec) -> np.ndarray:
+    """Terrain-like heights in metres, centimetre noise, nodata outside a tilted footprint."""
+    base = noise["terrain"](rows, cols, persistence=0.5)
+    ridges = 1.0 - np.abs(2.0 * noise["ridges"](rows, cols) - 1.0)
+    dem = 150.0 + 2200.0 * base**1.6 + 180.0 * ridges + rng.normal(0.0, 0.02, base.shape)
+    # A scene footprint rotated by ~12 degrees: the corners are nodata.
+    y = (rows[:, None] - spec.height / 2) / spec.height
+    x = (cols[None, :] - spec.width / 2) / spec.width
+    angle = np.deg2rad(12.0)
+    u, v = x * np.cos(angle) - y * np.sin(angle), x * np.sin(angle) + y * np.cos(angle)
+    dem[(np.abs(u) > 0.42) | (np.abs(v) > 0.45)] = spec.nodata
+    return dem.astype(np.float32)[None]
+
+
+def ensure_input(spec: InputSpec) -> Path:
+    """Generate ``spec`` (deterministically, from a fixed seed) unless it already exists."""
+    if spec.path.exists():
+        return spec.path
+    spec.path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"generating {spec.path.name} ({spec.raw_bytes / MB:.0f} MB) ...", flush=True)
+    rng = np.random.default_rng([SEED, spec.width, spec.count])
+    w, h = spec.width, spec.height
+    if spec.key == "rgb":
+        noise = {
+            "parcels": ValueNoise(rng, w, h, [900, 300, 110]),
+            "shade": ValueNoise(rng, w, h, [1500, 500, 160, 50, 16, 5]),
+            "roads": ValueNoise(rng, w, h, [2500, 800]),
+        }
+    else:
+        noise = {
+            "terrain": ValueNoise(rng, w, h, [3000, 1200, 480, 190, 75, 30, 12, 5]),
+            "ridges": ValueNoise(rng, w, h, [700, 260, 90]),
+        }
+    profile = {
+        "driver": "GTiff",
+        "width": w,
+        "height": h,
+        "count": spec.count,
+        "dtype": spec.dtype,
+        "nodata": spec.nodata,
+        "crs": "EPSG:32633",
+        "transform": from_origin(400000.0, 5600000.0, spec.resolution, spec.resolution),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "NONE",
+        "interleave": "pixel",
+    }
+    tmp = spec.path.with_suffix(".tmp.tif")
+    strip = 512
+    cols = np.arange(w, dtype=np.float64)
+    with rasterio.open(tmp, "w", **profile) as dst:
+        for row in range(0, h, strip):
+            rows = np.arange(row, min(row + strip, h), dtype=np.float64)
+            strip_rng = np.random.default_rng([SEED, row])
+            if spec.key == "rgb":
+                data = _rgb_strip(noise, strip_rng, rows, cols)
+            else:
+                data = _dem_strip(noise, strip_rng, rows, cols, spec)
+            dst.write(data, window=Window(0, row, w, rows.size))
+    tmp.rename(spec.path)
+    return spec.path
+
+
+# ----------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Sample:
+    """One measured child process."""
+
+    wall_s: float  # the whole child process, as seen by the parent
+    op_s: float  # the operation itself (in-child for Python children, = wall_s for the CLI)
+    maxrss_mb: float  # ru_maxrss of the child
+    base_rss_mb: float  # the child's RSS before the operation started
+    outputs: dict[str, int] = field(default_factory=dict)  # output file -> bytes
+
+
+def _bundled_libgdal() -> str:
+    libs = Path(rasterio.__file__).resolve().parent.parent / "rasterio.libs"
+    (path,) = glob.glob(str(libs / "libgdal-*.so*"))
+    return path
+
+
+def _warm_up(path: Path) -> None:
+    """Read the input once so that every writer starts from the page cache."""
+    with open(path, "rb") as f:
+        while f.read(16 * MB):
+            pass
+
+
+def run_child(argv: list[str], env: dict[str, str], result_file: Path | None) -> Sample:
+    """Run ``argv`` to completion; wall time from here, peak RSS from ``wait4``."""
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"{argv[0]} failed ({proc.returncode}):\n{log.read().decode()}")
+    maxrss = usage.ru_maxrss / 1024  # KiB on Linux
+    if result_file is None:
+        return Sample(wall, wall, maxrss, 0.0)
+    inner = json.loads(result_file.read_text())
+    result_file.unlink()
+    return Sample(wall, inner["op_s"], maxrss, inner["base_rss_mb"], inner["outputs"])
+
+
+def gdal_args(options: dict[str, str], resampling: str) -> list[str]:
+    """``gdal_translate`` arguments for the COG driver with these creation options."""
+    args = ["-q", "-of", "COG"]
+    for key, value in {**options, "RESAMPLING": resampling}.items():
+        args += ["-co", f"{key}={value}"]
+    return args
+
+
+@dataclass
+class Case:
+    """One thing to measure: a writer, an input and the tiers it writes."""
+
+    input_key: str
+    writer: str  # CLI | BUNDLED | OURS
+    tiers: tuple[Tier, ...]
+    label: str = ""  # "" for the regular cases; "no-predictor" for the size comparison
+    samples: list[Sample] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        tiers = "+".join(t.value for t in self.tiers)
+        return "/".join(p for p in (self.input_key, tiers, self.writer, self.label) if p)
+
+    def best_op_s(self) -> float:
+        return min(s.op_s for s in self.samples)
+
+    def worst_rss_mb(self) -> float:
+        return max(s.maxrss_mb for s in self.samples)
+
+    def net_rss_mb(self, cli_base_mb: float) -> float:
+        base = cli_base_mb if self.writer == CLI else min(s.base_rss_mb for s in self.samples)
+        return self.worst_rss_mb() - base
+
+    def output_bytes(self) -> int:
+        return sum(self.samples[-1].outputs.values())
+
+
+def _child_argv(task: dict[str, Any]) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(task)]
+
+
+def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out_root: Path):
+    """Measure ``case`` once, in a fresh child, and append the sample."""
+    out_dir = out_root / case.name.replace("/", "_")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    with rasterio.open(spec.path) as src:
+        resampling = overview_resampling(src).name.upper()
+    os.sync()
+    _warm_up(spec.path)
+    result_file = out_dir.parent / f".{out_dir.name}.json"
+    if case.writer == OURS:
+        task = {"op": OURS, "src": str(spec.path), "tiers": [t.value for t in case.tiers],
+                "out_dir": str(out_dir), "threads": threads, "result": str(result_file)}
+        sample = run_child(_child_argv(task), env, result_file)
+    else:
+        (tier,) = case.tiers
+        options = creation_options(tier, spec.dtype, threads)
+        if case.label == "no-predictor":
+            options = {k: v for k, v in options.items() if not k.endswith("PREDICTOR")}
+        args = gdal_args(options, resampling)
+        dst = out_dir / f"cog.{tier.value}.tif"
+        if case.writer == CLI:
+            sample = run_child([CLI, *args, str(spec.path), str(dst)], env, None)
+            sample.outputs = {dst.name: dst.stat().st_size}
+        else:
+            task = {"op": BUNDLED, "src": str(spec.path), "dst": str(dst), "args": args,
+                    "result": str(result_file)}
+            sample = run_child(_child_argv(task), env, result_file)
+    case.samples.append(sample)
+    return sample
+
+
+# ---------------------------------------------------------------------------- worker
+
+
+def _self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _translate_bundled(src: str, dst: str, args: list[str]) -> None:
+    """``gdal_translate`` as a library call in rasterio's bundled GDAL."""
+    lib = ctypes.CDLL(_bundled_libgdal())
+    vp, cp = ctypes.c_void_p, ctypes.c_char_p
+    lib.GDALAllRegister()
+    lib.GDALOpen.restype, lib.GDALOpen.argtypes = vp, [cp, ctypes.c_int]
+    lib.GDALTranslateOptionsNew.restype = vp
+    lib.GDALTranslateOptionsNew.argtypes = [ctypes.POINTER(cp), vp]
+    lib.GDALTranslate.restype = vp
+    lib.GDALTranslate.argtypes = [cp, vp, vp, ctypes.POINTER(ctypes.c_int)]
+    lib.GDALClose.argtypes = [vp]
+    lib.GDALTranslateOptionsFree.argtypes = [vp]
+    lib.CPLGetLastErrorMsg.restype = cp
+    argv = (cp * (len(args) + 1))(*[a.encode() for a in args], None)
+    options = lib.GDALTranslateOptionsNew(argv, None)
+    source = lib.GDALOpen(src.encode(), 0)
+    usage_error = ctypes.c_int(0)
+    out = lib.GDALTranslate(dst.encode(), source, options, ctypes.byref(usage_error))
+    if not out:
+        raise RuntimeError(f"GDALTranslate failed: {lib.CPLGetLastErrorMsg().decode()}")
+    lib.GDALClose(out)
+    lib.GDALClose(source)
+    lib.GDALTranslateOptionsFree(options)
+
+
+def worker(task: dict[str, Any]) -> None:
+    """Child side of a measurement: do one write, report its time and base RSS."""
+    base_rss = _self_rss_mb()
+    start = time.perf_counter()
+    if task["op"] == OURS:
+        tiers = [Tier(t) for t in task["tiers"]]
+        cogs = write_cog_tiers(task["src"], tiers, task["out_dir"], threads=task["threads"])
+        outputs = {c.path.name: c.size_bytes for c in cogs.values()}
+    else:
+        _translate_bundled(task["src"], task["dst"], task["args"])
+        outputs = {Path(task["dst"]).name: Path(task["dst"]).stat().st_size}
+    op_s = time.perf_counter() - start
+    result = {"op_s": op_s, "base_rss_mb": base_rss, "outputs": outputs}
+    Path(task["result"]).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                       enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _mark(ok: bool) -> str:
+    return "ok" if ok else "MISS"
+
+
+def _cases_by_key(cases: list[Case]) -> dict[tuple[str, str, tuple[Tier, ...], str], Case]:
+    return {(c.input_key, c.writer, c.tiers, c.label): c for c in cases}
+
+
+def summarise(
+    specs: list[InputSpec], cases: list[Case], cli_base_mb: float
+) -> tuple[dict[str, Any], str]:
+    """Ratios and tables from the measured cases."""
+    by = _cases_by_key(cases)
+    single, all_tiers, sizes, text = [], [], [], []
+    for spec in specs:
+        for tier in spec.tiers:
+            cli, bundled, ours = (by[(spec.key, w, (tier,), "")] for w in WRITERS)
+            t_cli, t_bun, t_ours = cli.best_op_s(), bundled.best_op_s(), ours.best_op_s()
+            single.append({
+                "input": spec.key,
+                "tier": tier.value,
+                "seconds": {w: c.best_op_s() for w, c in zip(WRITERS, (cli, bundled, ours))},
+                "process_seconds": {
+                    w: min(s.wall_s for s in c.samples)
+                    for w, c in zip(WRITERS, (cli, bundled, ours))
+                },
+                "throughput_mb_s": {w: spec.raw_bytes / MB / c.best_op_s()
+                                    for w, c in zip(WRITERS, (cli, bundled, ours))},
+                "peak_rss_mb": {w: c.worst_rss_mb() for w, c in zip(WRITERS, (cli, bundled, ours))},
+                "net_rss_mb": {w: c.net_rss_mb(cli_base_mb)
+                               for w, c in zip(WRITERS, (cli, bundled, ours))},
+                "throughput_ratio_vs_gdal_translate": t_cli / t_ours,
+                "throughput_ratio_vs_bundled": t_bun / t_ours,
+                "memory_ratio_vs_gdal_translate": ours.worst_rss_mb() / cli.worst_rss_mb(),
+                "net_memory_ratio_vs_gdal_translate":
+                    ours.net_rss_mb(cli_base_mb) / cli.net_rss_mb(cli_base_mb),
+                "memory_ratio_vs_bundled": ours.worst_rss_mb() / bundled.worst_rss_mb(),
+                "output_bytes": {w: c.output_bytes() for w, c in zip(WRITERS, (cli, bundled, ours))},
+            })
+        ours_all = by[(spec.key, OURS, spec.tiers, "")]
+        singles = {w: [by[(spec.key, w, (t,), "")] for t in spec.tiers] for w in WRITERS}
+        sums = {w: sum(c.best_op_s() for c in cs) for w, cs in singles.items()}
+        all_tiers.append({
+            "input": spec.key,
+            "tiers": [t.value for t in spec.tiers],
+            "ours_all_seconds": ours_all.best_op_s(),
+            "sum_of_single_tier_seconds": sums,
+            "ratio_vs_sum_gdal_translate": ours_all.best_op_s() / sums[CLI],
+            "ratio_vs_sum_bundled": ours_all.best_op_s() / sums[BUNDLED],
+            "ratio_vs_sum_ours_single": ours_all.best_op_s() / sums[OURS],
+            "peak_rss_mb": ours_all.worst_rss_mb(),
+            "max_single_tier_peak_rss_mb": {
+                w: max(c.worst_rss_mb() for c in cs) for w, cs in singles.items()
+            },
+            "output_bytes": ours_all.samples[-1].outputs,
+        })
+        for tier in spec.tiers:
+            sizes.append({
+                "input": spec.key,
+                "tier": tier.value,
+                "source_bytes": spec.path.stat().st_size,
+                "ours_bytes": by[(spec.key, OURS, (tier,), "")].output_bytes(),
+                "ours_all_tiers_bytes": ours_all.samples[-1].outputs[f"cog.{tier.value}.tif"],
+                "gdal_translate_bytes": by[(spec.key, CLI, (tier,), "")].output_bytes(),
+            })
+    nopred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "no-predictor")]
+    with_pred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "")]
+    predictor = {
+        "input": "rgb",
+        "tier": "analysis",
+        "deflate_predictor2_bytes": with_pred.output_bytes(),
+        "deflate_no_predictor_bytes": nopred.output_bytes(),
+        "saving": 1 - with_pred.output_bytes() / nopred.output_bytes(),
+        "no_predictor_seconds": nopred.best_op_s(),
+        "predictor2_seconds": with_pred.best_op_s(),
+    }
+
+    text.append("Single tier: time of the write (best of repeats) and throughput ratio")
+    text.append(_table(
+        ["input", "tier", "gdal_translate s", "bundled s", "ours s", "MB/s ours",
+         f"ours/gdal_translate (>={TARGET_THROUGHPUT})", "ours/bundled"],
+        [[r["input"], r["tier"], f"{r['seconds'][CLI]:.2f}", f"{r['seconds'][BUNDLED]:.2f}",
+          f"{r['seconds'][OURS]:.2f}", f"{r['throughput_mb_s'][OURS]:.1f}",
+          f"{r['throughput_ratio_vs_gdal_translate']:.2f} "
+          f"{_mark(r['throughput_ratio_vs_gdal_translate'] >= TARGET_THROUGHPUT)}",
+          f"{r['throughput_ratio_vs_bundled']:.2f}"] for r in single],
+    ))
+    text.append("")
+    text.append("Single tier: peak RSS of the child (worst of repeats); net = minus its RSS "
+                f"before the write (gdal_translate: {cli_base_mb:.0f} MB at --version)")
+    text.append(_table(
+        ["input", "tier", "gdal_translate MB", "bundled MB", "ours MB",
+         f"ours/gdal_translate (<={TARGET_MEMORY})", "net ours/gdal_translate", "ours/bundled"],
+        [[r["input"], r["tier"], f"{r['peak_rss_mb'][CLI]:.0f}",
+          f"{r['peak_rss_mb'][BUNDLED]:.0f}", f"{r['peak_rss_mb'][OURS]:.0f}",
+          f"{r['memory_ratio_vs_gdal_translate']:.2f} "
+          f"{_mark(r['memory_ratio_vs_gdal_translate'] <= TARGET_MEMORY)}",
+          f"{r['net_memory_ratio_vs_gdal_translate']:.2f}",
+          f"{r['memory_ratio_vs_bundled']:.2f}"] for r in single],
+    ))
+    text.append("")
+    text.append("All applicable tiers of one source: ours in one call vs the sum of single-tier runs")
+    text.append(_table(
+        ["input", "tiers", "ours all s", "sum gdal_translate s", "sum bundled s",
+         "sum ours single s", f"ours all/sum gdal_translate (<={TARGET_ALL_TIERS})",
+         "/sum bundled", "/sum ours single", "peak RSS MB"],
+        [[r["input"], "+".join(t[:3] for t in r["tiers"]), f"{r['ours_all_seconds']:.2f}",
+          f"{r['sum_of_single_tier_seconds'][CLI]:.2f}",
+          f"{r['sum_of_single_tier_seconds'][BUNDLED]:.2f}",
+          f"{r['sum_of_single_tier_seconds'][OURS]:.2f}",
+          f"{r['ratio_vs_sum_gdal_translate']:.2f} "
+          f"{_mark(r['ratio_vs_sum_gdal_translate'] <= TARGET_ALL_TIERS)}",
+          f"{r['ratio_vs_sum_bundled']:.2f}", f"{r['ratio_vs_sum_ours_single']:.2f}",
+          f"{r['peak_rss_mb']:.0f}"] for r in all_tiers],
+    ))
+    text.append("")
+    text.append("Output sizes (MB; ratio = output / source)")
+    text.append(_table(
+        ["input", "tier", "source MB", "ours MB", "ratio", "ours (all-tiers call) MB",
+         "gdal_translate MB"],
+        [[r["input"], r["tier"], f"{r['source_bytes'] / MB:.1f}", f"{r['ours_bytes'] / MB:.1f}",
+          f"{r['ours_bytes'] / r['source_bytes']:.3f}", f"{r['ours_all_tiers_bytes'] / MB:.1f}",
+          f"{r['gdal_translate_bytes'] / MB:.1f}"] for r in sizes],
+    ))
+    text.append("")
+    text.append(
+        "RGB analysis tier: DEFLATE + PREDICTOR=2 is "
+        f"{predictor['deflate_predictor2_bytes'] / MB:.1f} MB vs "
+        f"{predictor['deflate_no_predictor_bytes'] / MB:.1f} MB without a predictor "
+        "(rio-cogeo's 'deflate' profile): "
+        f"{100 * predictor['saving']:.1f}% smaller "
+        f"(write time {predictor['predictor2_seconds']:.2f} s vs "
+        f"{predictor['no_predictor_seconds']:.2f} s, bundled GDAL)"
+    )
+    figures = {"single_tier": single, "all_tiers": all_tiers, "sizes": sizes,
+               "predictor": predictor}
+    return figures, "\n".join(text)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+def build_cases(specs: list[InputSpec]) -> Iterator[Case]:
+    """Every measurement of one repeat, in the order they run."""
+    for spec in specs:
+        for tier in spec.tiers:
+            for writer in WRITERS:
+                yield Case(spec.key, writer, (tier,))
+        yield Case(spec.key, OURS, spec.tiers)
+        if spec.key == "rgb":
+            yield Case(spec.key, BUNDLED, (Tier.ANALYSIS,), "no-predictor")
+
+
+def _gdal_versions() -> dict[str, str]:
+    cli = subprocess.run([CLI, "--version"], capture_output=True, text=True, check=True)
+    return {"gdal_translate": cli.stdout.strip(), "bundled": rasterio.__gdal_version__,
+            "rasterio": rasterio.__version__}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Generate the inputs if needed, measure, print the tables and write the JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2000x2000 inputs, a smoke test")
+    parser.add_argument("--repeat", type=int, help="runs per measurement (default 2, quick 3)")
+    parser.add_argument("--cachemax", type=int, default=512, help="GDAL_CACHEMAX in MB")
+    parser.add_argument("--threads", default="ALL_CPUS", help="NUM_THREADS / GDAL_NUM_THREADS")
+    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="JSON results file")
+    parser.add_argument("--keep-outputs", action="store_true", help="keep the written COGs")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(json.loads(args.worker))
+        return 0
+    repeat = args.repeat or (3 if args.quick else 2)
+    if shutil.which(CLI) is None:
+        parser.error(f"{CLI} is not on PATH (apt-get install gdal-bin)")
+
+    specs = input_specs(args.quick)
+    for spec in specs:
+        ensure_input(spec)
+    env = {**os.environ, "GDAL_CACHEMAX": str(args.cachemax), "GDAL_NUM_THREADS": args.threads}
+    settings = {
+        "GDAL_CACHEMAX_MB": args.cachemax,
+        "GDAL_NUM_THREADS": args.threads,
+        "NUM_THREADS (creation option)": args.threads,
+        "repeat": repeat,
+        "time": "best of repeats",
+        "memory": "worst of repeats (ru_maxrss of a fresh child)",
+        "quick": args.quick,
+    }
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
+               "python": platform.python_version(), **_gdal_versions()}
+    print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
+    print("machine:  " + ", ".join(f"{k}={v}" for k, v in machine.items()))
+
+    cli_base = run_child([CLI, "--version"], env, None).maxrss_mb
+    out_root = DATA_DIR / "out"
+    cases = list(build_cases(specs))
+    spec_by_key = {s.key: s for s in specs}
+    for rep in range(repeat):
+        for case in cases:
+            sample = run_case(case, spec_by_key[case.input_key], env, args.threads, out_root)
+            print(f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:8.2f} s "
+                  f"{sample.maxrss_mb:7.0f} MB", flush=True)
+    if not args.keep_outputs:
+        shutil.rmtree(out_root, ignore_errors=True)
+
+    figures, text = summarise(specs, cases, cli_base)
+    print()
+    print(text)
+    results = {
+        "settings": settings,
+        "machine": machine,
+        "inputs": [{"key": s.key, "path": str(s.path.relative_to(HERE.parent)),
+                    "width": s.width, "height": s.height, "count": s.count, "dtype": s.dtype,
+                    "nodata": s.nodata, "bytes": s.path.stat().st_size,
+                    "tiers": [t.value for t in s.tiers]} for s in specs],
+        "gdal_translate_base_rss_mb": cli_base,
+        **figures,
+        "samples": {c.name: [asdict(s) for s in c.samples] for c in cases},
+        "median_op_seconds": {c.name: statistics.median(s.op_s for s in c.samples)
+                              for c in cases},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

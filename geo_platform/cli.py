@@ -1,0 +1,106 @@
+"""The ``geo-platform`` command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from geo_platform.settings import get_platform_settings
+
+
+def _human_bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+@click.group()
+def main() -> None:
+    """geo_platform: COG tiers, STAC catalog and more, on Dagster."""
+
+
+@main.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--collection", default="default", show_default=True, help="Collection (first key segment).")
+@click.option(
+    "--tiers",
+    "output_tier",
+    type=click.Choice(["visualization", "analysis", "archive", "both", "all"]),
+    default=None,
+    help="Tiers to write; default: the collection's output_tier, else all.",
+)
+def ingest_command(paths: tuple[Path, ...], collection: str, output_tier: str | None) -> None:
+    """Copy files (or folders of rasters) into bronze and materialize them."""
+    from geo_platform.ingest import ingest
+
+    outcomes = ingest(
+        paths,
+        collection=collection,
+        output_tier=output_tier,
+        settings=get_platform_settings(),
+        report=_print_outcome,
+    )
+    failed = [o for o in outcomes if not o.ok]
+    click.echo(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
+    sys.exit(1 if failed or not outcomes else 0)
+
+
+def _print_outcome(outcome) -> None:
+    if outcome.ok:
+        tiers = [
+            f"{name.removeprefix('cog_')} {_human_bytes(meta['size_bytes'])}"
+            for name, meta in sorted(outcome.metadata.items())
+            if name.startswith("cog_") and "size_bytes" in meta
+        ]
+        click.echo(f"ok      {outcome.blob_key}  ({', '.join(tiers) or 'no tiers'})")
+    else:
+        click.echo(f"failed  {outcome.blob_key}: {outcome.message}")
+
+
+@main.group("stac")
+def stac_group() -> None:
+    """Query the STAC catalog."""
+
+
+@stac_group.command("search")
+@click.option("--collection", "collections", multiple=True, help="Collection id (repeatable).")
+@click.option("--bbox", help="W,S,E,N in degrees.")
+@click.option("--datetime", "datetime_", help="Instant or range A/B (open ends: ..).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+def stac_search(collections: tuple[str, ...], bbox: str | None, datetime_: str | None, limit: int) -> None:
+    """Print matching items as a GeoJSON FeatureCollection."""
+    from geo_platform.resources import build_resources
+    from geo_platform.resources.stac_catalog import parse_datetime_range
+
+    parsed_bbox = None
+    if bbox:
+        try:
+            parsed_bbox = tuple(float(v) for v in bbox.split(","))
+        except ValueError:
+            raise click.BadParameter(f"{bbox!r} is not four numbers", param_hint="--bbox") from None
+        if len(parsed_bbox) != 4:
+            raise click.BadParameter(f"{bbox!r} is not W,S,E,N", param_hint="--bbox")
+    if datetime_:
+        try:
+            parse_datetime_range(datetime_)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--datetime") from None
+    catalog = build_resources(get_platform_settings())["stac_catalog"]
+    items = catalog.search(
+        collections=list(collections) or None, bbox=parsed_bbox, datetime=datetime_, limit=limit
+    )
+    json.dump({"type": "FeatureCollection", "features": items}, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+@main.command("demo")
+def demo_command() -> None:
+    """Generate sample rasters and run the whole pipeline on them (embedded profile)."""
+    from geo_platform.demo import run_demo
+
+    sys.exit(run_demo(get_platform_settings()))

@@ -1,0 +1,130 @@
+"""Copy local files into bronze and materialize their partitions on the Dagster instance.
+
+What ``geo-platform ingest`` and the demo run: each file is its own run, so one bad
+file fails alone, with its reason, and the runs are in the UI like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from geo_platform.defs.raster.assets import TIER_ASSETS
+from geo_platform.defs.raster.jobs import INGEST_ASSETS
+from geo_platform.defs.raster.partitions import raster_partitions
+from geo_platform.instance import get_instance
+from geo_platform.lib.collections_config import load_collections_config, requested_tiers
+from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.resources import build_resources
+from geo_platform.resources.blob_store import BRONZE
+from geo_platform.settings import PlatformSettings
+
+
+@dataclass
+class IngestOutcome:
+    source: Path
+    blob_key: str
+    ok: bool
+    message: str
+    metadata: dict[str, dict] = field(default_factory=dict)
+
+
+def collect_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+    """``(file, name inside the collection)``; folders contribute their raster files."""
+    found: list[tuple[Path, str]] = []
+    for path in paths:
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                relative = file.relative_to(path).as_posix()
+                if is_raster_key(relative):
+                    found.append((file, relative))
+        else:
+            found.append((path, path.name))
+    return found
+
+
+def check_collection_name(collection: str) -> str:
+    if not collection or "/" in collection or partition_key_problem(collection):
+        raise ValueError(f"invalid collection name {collection!r}: use one path segment")
+    return collection
+
+
+def ingest(
+    paths: Iterable[Path],
+    *,
+    collection: str,
+    output_tier: str | None,
+    settings: PlatformSettings,
+    report: Callable[[IngestOutcome], None] = lambda outcome: None,
+) -> list[IngestOutcome]:
+    """Ingest every file; ``report`` is called as each one finishes."""
+    from geo_platform.definitions import defs as load_defs
+
+    check_collection_name(collection)
+    instance = get_instance(settings)
+    definitions = load_defs()
+    job = definitions.resolve_job_def("raster_ingest")
+    blob_store = build_resources(settings)["blob_store"]
+    collections = load_collections_config(settings.collections_path)
+    tiers = requested_tiers(collection, output_tier, collections)
+    selection = [INGEST_ASSETS[0], *(TIER_ASSETS[t] for t in tiers), INGEST_ASSETS[-1]]
+    run_config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if output_tier:
+        run_config["ops"] = {"cog_tiers": {"config": {"output_tier": output_tier}}}
+
+    outcomes = []
+    for source, name in collect_files(paths):
+        key = f"{collection}/{name}"
+        problem = partition_key_problem(key) if source.is_file() else "no such file"
+        if problem:
+            outcome = IngestOutcome(source, key, False, f"{source}: {problem}")
+        else:
+            blob_store.upload_file(source, BRONZE, key)
+            instance.add_dynamic_partitions(raster_partitions.name, [key])
+            result = job.execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                partition_key=key,
+                asset_selection=selection,
+                raise_on_error=False,
+                tags={"geo_platform/source": f"{BRONZE}/{key}", "geo_platform/via": "cli"},
+            )
+            outcome = _outcome(source, key, result)
+        report(outcome)
+        outcomes.append(outcome)
+    if any(o.ok for o in outcomes):
+        summary = definitions.resolve_implicit_global_asset_job_def()
+        summary.execute_in_process(
+            run_config={"loggers": run_config["loggers"]},
+            instance=instance,
+            asset_selection=[dg.AssetKey("collection_summary")],
+        )
+    return outcomes
+
+
+def _outcome(source: Path, key: str, result: dg.ExecuteInProcessResult) -> IngestOutcome:
+    if result.success:
+        metadata = {
+            event.asset_key.to_user_string(): {
+                k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()
+            }
+            for event in result.get_asset_materialization_events()
+        }
+        return IngestOutcome(source, key, True, "ok", metadata)
+    return IngestOutcome(source, key, False, _failure_message(result))
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return data.user_failure_data.description
+            error = data.error
+            while error and error.cause:
+                error = error.cause
+            return error.message.strip() if error else "step failed"
+    return "run failed"

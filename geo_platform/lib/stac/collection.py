@@ -1,0 +1,89 @@
+"""STAC collections: a new one for a first item, and extent and summaries kept current."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import pystac
+
+from geo_platform.settings import PriceSettings
+
+
+def new_collection(collection_id: str) -> dict[str, Any]:
+    """A minimal valid collection, so that items can be loaded before any summary exists."""
+    return {
+        "type": "Collection",
+        "stac_version": pystac.get_stac_version(),
+        "stac_extensions": [],
+        "id": collection_id,
+        "description": f"Rasters ingested into geo_platform under {collection_id}/",
+        "license": "other",
+        "extent": {
+            "spatial": {"bbox": [[-180.0, -90.0, 180.0, 90.0]]},
+            "temporal": {"interval": [[None, None]]},
+        },
+        "links": [],
+    }
+
+
+def summarize_collection(
+    base: dict[str, Any], items: Iterable[dict[str, Any]], prices: PriceSettings
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The collection with extent and summaries from its items, and a storage report.
+
+    The report has, per tier, the number of items, bytes and cost per month.
+    """
+    bboxes, times, epsg = [], [], Counter()
+    tiers: dict[str, dict[str, float]] = defaultdict(lambda: {"items": 0, "bytes": 0, "cost": 0.0})
+    count = 0
+    for item in items:
+        count += 1
+        bbox = item["bbox"]
+        bboxes.append(bbox if len(bbox) == 4 else [bbox[0], bbox[1], bbox[3], bbox[4]])
+        props = item["properties"]
+        for name in ("datetime", "start_datetime", "end_datetime"):
+            if props.get(name):
+                times.append(props[name])
+        if props.get("proj:epsg"):
+            epsg[props["proj:epsg"]] += 1
+        for asset in item.get("assets", {}).values():
+            tier = asset.get("geo_platform:tier")
+            if tier:
+                size = int(asset.get("file:size", 0))
+                tiers[tier]["items"] += 1
+                tiers[tier]["bytes"] += size
+                tiers[tier]["cost"] += prices.monthly_cost(
+                    size, asset.get("geo_platform:storage_class", "hot")
+                )
+    collection = dict(base)
+    if count:
+        union = [
+            min(b[0] for b in bboxes),
+            min(b[1] for b in bboxes),
+            max(b[2] for b in bboxes),
+            max(b[3] for b in bboxes),
+        ]
+        times.sort()
+        collection["extent"] = {
+            "spatial": {"bbox": [union]},
+            "temporal": {"interval": [[times[0], times[-1]]]},
+        }
+    collection["summaries"] = {
+        **(base.get("summaries") or {}),
+        "geo_platform:tiers": sorted(tiers),
+        **({"proj:epsg": sorted(epsg)} if epsg else {}),
+    }
+    report = {
+        "items": count,
+        "tiers": {
+            name: {
+                "items": int(v["items"]),
+                "bytes": int(v["bytes"]),
+                f"cost_per_month_{prices.currency.lower()}": round(v["cost"], 6),
+            }
+            for name, v in sorted(tiers.items())
+        },
+    }
+    return collection, report

@@ -1,0 +1,157 @@
+"""Blob storage: containers of keyed blobs. The embedded profile keeps them in folders."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import dagster as dg
+
+BRONZE = "bronze"
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    container: str
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class BlobStore(dg.ConfigurableResource, ABC):
+    """Containers of blobs addressed by key (``landsat/2024/scene.tif``)."""
+
+    @abstractmethod
+    def list_blobs(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
+        """Every blob in ``container`` whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def info(self, container: str, key: str) -> BlobInfo:
+        """Size, ETag, modification time and metadata; ``FileNotFoundError`` if absent."""
+
+    @abstractmethod
+    def upload_file(
+        self, path: str | Path, container: str, key: str, metadata: dict[str, str] | None = None
+    ) -> BlobInfo:
+        """Store a local file as a blob, replacing any blob at that key atomically."""
+
+    @abstractmethod
+    def delete(self, container: str, key: str) -> None:
+        """Remove a blob; no error if it is already gone."""
+
+    @abstractmethod
+    @contextmanager
+    def local_file(self, container: str, key: str) -> Iterator[Path]:
+        """A local path holding the blob's bytes for the duration of the block."""
+
+    @abstractmethod
+    def href(self, container: str, key: str) -> str:
+        """Where a user opens the blob: a local path or a URL."""
+
+    @abstractmethod
+    def gdal_path(self, container: str, key: str) -> str:
+        """A path GDAL opens directly (a file path, or a ``/vsi...`` path)."""
+
+    def exists(self, container: str, key: str) -> bool:
+        try:
+            self.info(container, key)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape their container."""
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs as files: ``<root>/<container>/<key>``, metadata beside them in ``<root>/.metadata``."""
+
+    root: str
+
+    def _path(self, container: str, key: str) -> Path:
+        return Path(self.root) / container / check_key(key)
+
+    def _metadata_path(self, container: str, key: str) -> Path:
+        return Path(self.root) / ".metadata" / container / f"{check_key(key)}.json"
+
+    def list_blobs(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
+        base = Path(self.root) / container
+        if not base.is_dir():
+            return
+        # os.walk with sorted folders keeps listing order stable and streams large trees.
+        for folder, dirs, files in os.walk(base):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(folder) / name
+                key = path.relative_to(base).as_posix()
+                if key.startswith(prefix) and not name.startswith(".tmp-"):
+                    yield self._info(container, key, path.stat())
+
+    def info(self, container: str, key: str) -> BlobInfo:
+        path = self._path(container, key)
+        return self._info(container, key, path.stat())
+
+    def _info(self, container: str, key: str, stat: os.stat_result) -> BlobInfo:
+        meta_path = self._metadata_path(container, key)
+        metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        return BlobInfo(
+            container=container,
+            key=key,
+            size=stat.st_size,
+            etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}",
+            last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+            metadata=metadata,
+        )
+
+    def upload_file(
+        self, path: str | Path, container: str, key: str, metadata: dict[str, str] | None = None
+    ) -> BlobInfo:
+        target = self._path(container, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Copy beside the target, then rename: readers never see half a blob.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        os.close(fd)
+        try:
+            shutil.copy2(path, tmp)
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        meta_path = self._metadata_path(container, key)
+        if metadata:
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(metadata, sort_keys=True))
+        else:
+            meta_path.unlink(missing_ok=True)
+        return self.info(container, key)
+
+    def delete(self, container: str, key: str) -> None:
+        self._path(container, key).unlink(missing_ok=True)
+        self._metadata_path(container, key).unlink(missing_ok=True)
+
+    @contextmanager
+    def local_file(self, container: str, key: str) -> Iterator[Path]:
+        path = self._path(container, key)
+        if not path.is_file():
+            raise FileNotFoundError(f"{container}/{key}: no such blob")
+        yield path
+
+    def href(self, container: str, key: str) -> str:
+        return str(self._path(container, key).resolve())
+
+    def gdal_path(self, container: str, key: str) -> str:
+        return str(self._path(container, key).resolve())

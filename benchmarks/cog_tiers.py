@@ -32,7 +32,6 @@ import glob
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -56,6 +55,7 @@ from geo_platform.lib.raster.tiers import Tier
 HERE = Path(__file__).resolve().parent
 DATA_DIR = HERE / ".data"
 RESULTS_PATH = HERE / "results" / "cog_tiers.json"
+QUICK_RESULTS_PATH = HERE / "results" / "cog_tiers.quick.json"
 SEED = 20240607
 MB = 1024 * 1024
 
@@ -247,18 +247,35 @@ def _warm_up(path: Path) -> None:
             pass
 
 
+# Peak RSS is ru_maxrss of the measured process. Linux folds the pre-exec memory of a
+# forked child into its ru_maxrss, so a child of this (large) process would report at
+# least our own size; the measured process is therefore started by a tiny launcher
+# (``python -S``, ~9 MB) and its ru_maxrss comes from the launcher's wait4.
+_LAUNCHER = """
+import json, os, sys, time
+result, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.posix_spawnp(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(result, "w") as f:
+    json.dump({"wall_s": wall, "maxrss_kb": usage.ru_maxrss}, f)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(argv: list[str], env: dict[str, str], result_file: Path | None) -> Sample:
-    """Run ``argv`` to completion; wall time from here, peak RSS from ``wait4``."""
-    with tempfile.TemporaryFile() as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            log.seek(0)
-            raise RuntimeError(f"{argv[0]} failed ({proc.returncode}):\n{log.read().decode()}")
-    maxrss = usage.ru_maxrss / 1024  # KiB on Linux
+    """Run ``argv`` to completion in a fresh process; its wall time and peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        usage_file = Path(tmp) / "usage.json"
+        with open(Path(tmp) / "log", "w+b") as log:
+            launcher = [sys.executable, "-S", "-c", _LAUNCHER, str(usage_file), *argv]
+            proc = subprocess.run(launcher, env=env, stdout=log, stderr=log, check=False)
+            if proc.returncode != 0:
+                log.seek(0)
+                raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}):\n{log.read().decode()}")
+        usage = json.loads(usage_file.read_text())
+    wall, maxrss = usage["wall_s"], usage["maxrss_kb"] / 1024
     if result_file is None:
         return Sample(wall, wall, maxrss, 0.0)
     inner = json.loads(result_file.read_text())
@@ -318,8 +335,14 @@ def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out
     _warm_up(spec.path)
     result_file = out_dir.parent / f".{out_dir.name}.json"
     if case.writer == OURS:
-        task = {"op": OURS, "src": str(spec.path), "tiers": [t.value for t in case.tiers],
-                "out_dir": str(out_dir), "threads": threads, "result": str(result_file)}
+        task = {
+            "op": OURS,
+            "src": str(spec.path),
+            "tiers": [t.value for t in case.tiers],
+            "out_dir": str(out_dir),
+            "threads": threads,
+            "result": str(result_file),
+        }
         sample = run_child(_child_argv(task), env, result_file)
     else:
         (tier,) = case.tiers
@@ -332,8 +355,13 @@ def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out
             sample = run_child([CLI, *args, str(spec.path), str(dst)], env, None)
             sample.outputs = {dst.name: dst.stat().st_size}
         else:
-            task = {"op": BUNDLED, "src": str(spec.path), "dst": str(dst), "args": args,
-                    "result": str(result_file)}
+            task = {
+                "op": BUNDLED,
+                "src": str(spec.path),
+                "dst": str(dst),
+                "args": args,
+                "result": str(result_file),
+            }
             sample = run_child(_child_argv(task), env, result_file)
     case.samples.append(sample)
     return sample
@@ -343,7 +371,10 @@ def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out
 
 
 def _self_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Current resident set size of this process."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
 
 
 def _translate_bundled(src: str, dst: str, args: list[str]) -> None:
@@ -393,14 +424,19 @@ def worker(task: dict[str, Any]) -> None:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def _mark(ok: bool) -> str:
-    return "ok" if ok else "MISS"
+def _vs_target(ratio: float, ok: bool) -> str:
+    return f"{ratio:.2f} {'ok' if ok else 'MISS'}"
 
 
 def _cases_by_key(cases: list[Case]) -> dict[tuple[str, str, tuple[Tier, ...], str], Case]:
@@ -417,53 +453,66 @@ def summarise(
         for tier in spec.tiers:
             cli, bundled, ours = (by[(spec.key, w, (tier,), "")] for w in WRITERS)
             t_cli, t_bun, t_ours = cli.best_op_s(), bundled.best_op_s(), ours.best_op_s()
-            single.append({
-                "input": spec.key,
-                "tier": tier.value,
-                "seconds": {w: c.best_op_s() for w, c in zip(WRITERS, (cli, bundled, ours))},
-                "process_seconds": {
-                    w: min(s.wall_s for s in c.samples)
-                    for w, c in zip(WRITERS, (cli, bundled, ours))
-                },
-                "throughput_mb_s": {w: spec.raw_bytes / MB / c.best_op_s()
-                                    for w, c in zip(WRITERS, (cli, bundled, ours))},
-                "peak_rss_mb": {w: c.worst_rss_mb() for w, c in zip(WRITERS, (cli, bundled, ours))},
-                "net_rss_mb": {w: c.net_rss_mb(cli_base_mb)
-                               for w, c in zip(WRITERS, (cli, bundled, ours))},
-                "throughput_ratio_vs_gdal_translate": t_cli / t_ours,
-                "throughput_ratio_vs_bundled": t_bun / t_ours,
-                "memory_ratio_vs_gdal_translate": ours.worst_rss_mb() / cli.worst_rss_mb(),
-                "net_memory_ratio_vs_gdal_translate":
-                    ours.net_rss_mb(cli_base_mb) / cli.net_rss_mb(cli_base_mb),
-                "memory_ratio_vs_bundled": ours.worst_rss_mb() / bundled.worst_rss_mb(),
-                "output_bytes": {w: c.output_bytes() for w, c in zip(WRITERS, (cli, bundled, ours))},
-            })
+            single.append(
+                {
+                    "input": spec.key,
+                    "tier": tier.value,
+                    "seconds": {w: c.best_op_s() for w, c in zip(WRITERS, (cli, bundled, ours))},
+                    "process_seconds": {
+                        w: min(s.wall_s for s in c.samples)
+                        for w, c in zip(WRITERS, (cli, bundled, ours))
+                    },
+                    "throughput_mb_s": {
+                        w: spec.raw_bytes / MB / c.best_op_s()
+                        for w, c in zip(WRITERS, (cli, bundled, ours))
+                    },
+                    "peak_rss_mb": {
+                        w: c.worst_rss_mb() for w, c in zip(WRITERS, (cli, bundled, ours))
+                    },
+                    "net_rss_mb": {
+                        w: c.net_rss_mb(cli_base_mb) for w, c in zip(WRITERS, (cli, bundled, ours))
+                    },
+                    "throughput_ratio_vs_gdal_translate": t_cli / t_ours,
+                    "throughput_ratio_vs_bundled": t_bun / t_ours,
+                    "memory_ratio_vs_gdal_translate": ours.worst_rss_mb() / cli.worst_rss_mb(),
+                    "net_memory_ratio_vs_gdal_translate": ours.net_rss_mb(cli_base_mb)
+                    / cli.net_rss_mb(cli_base_mb),
+                    "memory_ratio_vs_bundled": ours.worst_rss_mb() / bundled.worst_rss_mb(),
+                    "output_bytes": {
+                        w: c.output_bytes() for w, c in zip(WRITERS, (cli, bundled, ours))
+                    },
+                }
+            )
         ours_all = by[(spec.key, OURS, spec.tiers, "")]
         singles = {w: [by[(spec.key, w, (t,), "")] for t in spec.tiers] for w in WRITERS}
         sums = {w: sum(c.best_op_s() for c in cs) for w, cs in singles.items()}
-        all_tiers.append({
-            "input": spec.key,
-            "tiers": [t.value for t in spec.tiers],
-            "ours_all_seconds": ours_all.best_op_s(),
-            "sum_of_single_tier_seconds": sums,
-            "ratio_vs_sum_gdal_translate": ours_all.best_op_s() / sums[CLI],
-            "ratio_vs_sum_bundled": ours_all.best_op_s() / sums[BUNDLED],
-            "ratio_vs_sum_ours_single": ours_all.best_op_s() / sums[OURS],
-            "peak_rss_mb": ours_all.worst_rss_mb(),
-            "max_single_tier_peak_rss_mb": {
-                w: max(c.worst_rss_mb() for c in cs) for w, cs in singles.items()
-            },
-            "output_bytes": ours_all.samples[-1].outputs,
-        })
-        for tier in spec.tiers:
-            sizes.append({
+        all_tiers.append(
+            {
                 "input": spec.key,
-                "tier": tier.value,
-                "source_bytes": spec.path.stat().st_size,
-                "ours_bytes": by[(spec.key, OURS, (tier,), "")].output_bytes(),
-                "ours_all_tiers_bytes": ours_all.samples[-1].outputs[f"cog.{tier.value}.tif"],
-                "gdal_translate_bytes": by[(spec.key, CLI, (tier,), "")].output_bytes(),
-            })
+                "tiers": [t.value for t in spec.tiers],
+                "ours_all_seconds": ours_all.best_op_s(),
+                "sum_of_single_tier_seconds": sums,
+                "ratio_vs_sum_gdal_translate": ours_all.best_op_s() / sums[CLI],
+                "ratio_vs_sum_bundled": ours_all.best_op_s() / sums[BUNDLED],
+                "ratio_vs_sum_ours_single": ours_all.best_op_s() / sums[OURS],
+                "peak_rss_mb": ours_all.worst_rss_mb(),
+                "max_single_tier_peak_rss_mb": {
+                    w: max(c.worst_rss_mb() for c in cs) for w, cs in singles.items()
+                },
+                "output_bytes": ours_all.samples[-1].outputs,
+            }
+        )
+        for tier in spec.tiers:
+            sizes.append(
+                {
+                    "input": spec.key,
+                    "tier": tier.value,
+                    "source_bytes": spec.path.stat().st_size,
+                    "ours_bytes": by[(spec.key, OURS, (tier,), "")].output_bytes(),
+                    "ours_all_tiers_bytes": ours_all.samples[-1].outputs[f"cog.{tier.value}.tif"],
+                    "gdal_translate_bytes": by[(spec.key, CLI, (tier,), "")].output_bytes(),
+                }
+            )
     nopred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "no-predictor")]
     with_pred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "")]
     predictor = {
@@ -477,52 +526,136 @@ def summarise(
     }
 
     text.append("Single tier: time of the write (best of repeats) and throughput ratio")
-    text.append(_table(
-        ["input", "tier", "gdal_translate s", "bundled s", "ours s", "MB/s ours",
-         f"ours/gdal_translate (>={TARGET_THROUGHPUT})", "ours/bundled"],
-        [[r["input"], r["tier"], f"{r['seconds'][CLI]:.2f}", f"{r['seconds'][BUNDLED]:.2f}",
-          f"{r['seconds'][OURS]:.2f}", f"{r['throughput_mb_s'][OURS]:.1f}",
-          f"{r['throughput_ratio_vs_gdal_translate']:.2f} "
-          f"{_mark(r['throughput_ratio_vs_gdal_translate'] >= TARGET_THROUGHPUT)}",
-          f"{r['throughput_ratio_vs_bundled']:.2f}"] for r in single],
-    ))
+    text.append(
+        _table(
+            [
+                "input",
+                "tier",
+                "gdal_translate s",
+                "bundled s",
+                "ours s",
+                "MB/s ours",
+                f"ours/gdal_translate (>={TARGET_THROUGHPUT})",
+                "ours/bundled",
+            ],
+            [
+                [
+                    r["input"],
+                    r["tier"],
+                    f"{r['seconds'][CLI]:.2f}",
+                    f"{r['seconds'][BUNDLED]:.2f}",
+                    f"{r['seconds'][OURS]:.2f}",
+                    f"{r['throughput_mb_s'][OURS]:.1f}",
+                    _vs_target(
+                        r["throughput_ratio_vs_gdal_translate"],
+                        r["throughput_ratio_vs_gdal_translate"] >= TARGET_THROUGHPUT,
+                    ),
+                    f"{r['throughput_ratio_vs_bundled']:.2f}",
+                ]
+                for r in single
+            ],
+        )
+    )
     text.append("")
-    text.append("Single tier: peak RSS of the child (worst of repeats); net = minus its RSS "
-                f"before the write (gdal_translate: {cli_base_mb:.0f} MB at --version)")
-    text.append(_table(
-        ["input", "tier", "gdal_translate MB", "bundled MB", "ours MB",
-         f"ours/gdal_translate (<={TARGET_MEMORY})", "net ours/gdal_translate", "ours/bundled"],
-        [[r["input"], r["tier"], f"{r['peak_rss_mb'][CLI]:.0f}",
-          f"{r['peak_rss_mb'][BUNDLED]:.0f}", f"{r['peak_rss_mb'][OURS]:.0f}",
-          f"{r['memory_ratio_vs_gdal_translate']:.2f} "
-          f"{_mark(r['memory_ratio_vs_gdal_translate'] <= TARGET_MEMORY)}",
-          f"{r['net_memory_ratio_vs_gdal_translate']:.2f}",
-          f"{r['memory_ratio_vs_bundled']:.2f}"] for r in single],
-    ))
+    text.append(
+        "Single tier: peak RSS of the child (worst of repeats); net = minus its RSS "
+        f"before the write (gdal_translate: {cli_base_mb:.0f} MB at --version)"
+    )
+    text.append(
+        _table(
+            [
+                "input",
+                "tier",
+                "gdal_translate MB",
+                "bundled MB",
+                "ours MB",
+                f"ours/gdal_translate (<={TARGET_MEMORY})",
+                "net ours/gdal_translate",
+                "ours/bundled",
+            ],
+            [
+                [
+                    r["input"],
+                    r["tier"],
+                    f"{r['peak_rss_mb'][CLI]:.0f}",
+                    f"{r['peak_rss_mb'][BUNDLED]:.0f}",
+                    f"{r['peak_rss_mb'][OURS]:.0f}",
+                    _vs_target(
+                        r["memory_ratio_vs_gdal_translate"],
+                        r["memory_ratio_vs_gdal_translate"] <= TARGET_MEMORY,
+                    ),
+                    f"{r['net_memory_ratio_vs_gdal_translate']:.2f}",
+                    f"{r['memory_ratio_vs_bundled']:.2f}",
+                ]
+                for r in single
+            ],
+        )
+    )
     text.append("")
-    text.append("All applicable tiers of one source: ours in one call vs the sum of single-tier runs")
-    text.append(_table(
-        ["input", "tiers", "ours all s", "sum gdal_translate s", "sum bundled s",
-         "sum ours single s", f"ours all/sum gdal_translate (<={TARGET_ALL_TIERS})",
-         "/sum bundled", "/sum ours single", "peak RSS MB"],
-        [[r["input"], "+".join(t[:3] for t in r["tiers"]), f"{r['ours_all_seconds']:.2f}",
-          f"{r['sum_of_single_tier_seconds'][CLI]:.2f}",
-          f"{r['sum_of_single_tier_seconds'][BUNDLED]:.2f}",
-          f"{r['sum_of_single_tier_seconds'][OURS]:.2f}",
-          f"{r['ratio_vs_sum_gdal_translate']:.2f} "
-          f"{_mark(r['ratio_vs_sum_gdal_translate'] <= TARGET_ALL_TIERS)}",
-          f"{r['ratio_vs_sum_bundled']:.2f}", f"{r['ratio_vs_sum_ours_single']:.2f}",
-          f"{r['peak_rss_mb']:.0f}"] for r in all_tiers],
-    ))
+    text.append(
+        "All applicable tiers of one source: ours in one call vs the sum of single-tier runs"
+    )
+    text.append(
+        _table(
+            [
+                "input",
+                "tiers",
+                "ours all s",
+                "sum gdal_translate s",
+                "sum bundled s",
+                "sum ours single s",
+                f"ours all/sum gdal_translate (<={TARGET_ALL_TIERS})",
+                "/sum bundled",
+                "/sum ours single",
+                "peak RSS MB",
+            ],
+            [
+                [
+                    r["input"],
+                    "+".join(t[:3] for t in r["tiers"]),
+                    f"{r['ours_all_seconds']:.2f}",
+                    f"{r['sum_of_single_tier_seconds'][CLI]:.2f}",
+                    f"{r['sum_of_single_tier_seconds'][BUNDLED]:.2f}",
+                    f"{r['sum_of_single_tier_seconds'][OURS]:.2f}",
+                    _vs_target(
+                        r["ratio_vs_sum_gdal_translate"],
+                        r["ratio_vs_sum_gdal_translate"] <= TARGET_ALL_TIERS,
+                    ),
+                    f"{r['ratio_vs_sum_bundled']:.2f}",
+                    f"{r['ratio_vs_sum_ours_single']:.2f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                ]
+                for r in all_tiers
+            ],
+        )
+    )
     text.append("")
     text.append("Output sizes (MB; ratio = output / source)")
-    text.append(_table(
-        ["input", "tier", "source MB", "ours MB", "ratio", "ours (all-tiers call) MB",
-         "gdal_translate MB"],
-        [[r["input"], r["tier"], f"{r['source_bytes'] / MB:.1f}", f"{r['ours_bytes'] / MB:.1f}",
-          f"{r['ours_bytes'] / r['source_bytes']:.3f}", f"{r['ours_all_tiers_bytes'] / MB:.1f}",
-          f"{r['gdal_translate_bytes'] / MB:.1f}"] for r in sizes],
-    ))
+    text.append(
+        _table(
+            [
+                "input",
+                "tier",
+                "source MB",
+                "ours MB",
+                "ratio",
+                "ours (all-tiers call) MB",
+                "gdal_translate MB",
+            ],
+            [
+                [
+                    r["input"],
+                    r["tier"],
+                    f"{r['source_bytes'] / MB:.1f}",
+                    f"{r['ours_bytes'] / MB:.1f}",
+                    f"{r['ours_bytes'] / r['source_bytes']:.3f}",
+                    f"{r['ours_all_tiers_bytes'] / MB:.1f}",
+                    f"{r['gdal_translate_bytes'] / MB:.1f}",
+                ]
+                for r in sizes
+            ],
+        )
+    )
     text.append("")
     text.append(
         "RGB analysis tier: DEFLATE + PREDICTOR=2 is "
@@ -533,8 +666,12 @@ def summarise(
         f"(write time {predictor['predictor2_seconds']:.2f} s vs "
         f"{predictor['no_predictor_seconds']:.2f} s, bundled GDAL)"
     )
-    figures = {"single_tier": single, "all_tiers": all_tiers, "sizes": sizes,
-               "predictor": predictor}
+    figures = {
+        "single_tier": single,
+        "all_tiers": all_tiers,
+        "sizes": sizes,
+        "predictor": predictor,
+    }
     return figures, "\n".join(text)
 
 
@@ -554,8 +691,11 @@ def build_cases(specs: list[InputSpec]) -> Iterator[Case]:
 
 def _gdal_versions() -> dict[str, str]:
     cli = subprocess.run([CLI, "--version"], capture_output=True, text=True, check=True)
-    return {"gdal_translate": cli.stdout.strip(), "bundled": rasterio.__gdal_version__,
-            "rasterio": rasterio.__version__}
+    return {
+        "gdal_translate": cli.stdout.strip(),
+        "bundled": rasterio.__gdal_version__,
+        "rasterio": rasterio.__version__,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -565,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, help="runs per measurement (default 2, quick 3)")
     parser.add_argument("--cachemax", type=int, default=512, help="GDAL_CACHEMAX in MB")
     parser.add_argument("--threads", default="ALL_CPUS", help="NUM_THREADS / GDAL_NUM_THREADS")
-    parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="JSON results file")
+    parser.add_argument("--output", type=Path, help=f"JSON results (default {RESULTS_PATH.name})")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the written COGs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -573,6 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker(json.loads(args.worker))
         return 0
     repeat = args.repeat or (3 if args.quick else 2)
+    output = args.output or (QUICK_RESULTS_PATH if args.quick else RESULTS_PATH)
     if shutil.which(CLI) is None:
         parser.error(f"{CLI} is not on PATH (apt-get install gdal-bin)")
 
@@ -589,8 +730,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "memory": "worst of repeats (ru_maxrss of a fresh child)",
         "quick": args.quick,
     }
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(),
-               "python": platform.python_version(), **_gdal_versions()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        **_gdal_versions(),
+    }
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     print("machine:  " + ", ".join(f"{k}={v}" for k, v in machine.items()))
 
@@ -601,8 +746,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rep in range(repeat):
         for case in cases:
             sample = run_case(case, spec_by_key[case.input_key], env, args.threads, out_root)
-            print(f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:8.2f} s "
-                  f"{sample.maxrss_mb:7.0f} MB", flush=True)
+            print(
+                f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:8.2f} s "
+                f"{sample.maxrss_mb:7.0f} MB",
+                flush=True,
+            )
     if not args.keep_outputs:
         shutil.rmtree(out_root, ignore_errors=True)
 
@@ -612,19 +760,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {
         "settings": settings,
         "machine": machine,
-        "inputs": [{"key": s.key, "path": str(s.path.relative_to(HERE.parent)),
-                    "width": s.width, "height": s.height, "count": s.count, "dtype": s.dtype,
-                    "nodata": s.nodata, "bytes": s.path.stat().st_size,
-                    "tiers": [t.value for t in s.tiers]} for s in specs],
+        "inputs": [
+            {
+                "key": s.key,
+                "path": str(s.path.relative_to(HERE.parent)),
+                "width": s.width,
+                "height": s.height,
+                "count": s.count,
+                "dtype": s.dtype,
+                "nodata": s.nodata,
+                "bytes": s.path.stat().st_size,
+                "tiers": [t.value for t in s.tiers],
+            }
+            for s in specs
+        ],
         "gdal_translate_base_rss_mb": cli_base,
         **figures,
         "samples": {c.name: [asdict(s) for s in c.samples] for c in cases},
-        "median_op_seconds": {c.name: statistics.median(s.op_s for s in c.samples)
-                              for c in cases},
+        "median_op_seconds": {c.name: statistics.median(s.op_s for s in c.samples) for c in cases},
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {args.output}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {output}")
     return 0
 
 

@@ -81,7 +81,7 @@ def summarize_collection(
             name: {
                 "items": int(v["items"]),
                 "bytes": int(v["bytes"]),
-                f"cost_per_month_{prices.currency.lower()}": round(v["cost"], 6),
+                f"cost_per_month_{prices.currency.lower()}": v["cost"],
             }
             for name, v in sorted(tiers.items())
         },

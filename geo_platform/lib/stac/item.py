@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 from rasterio.features import shapes
-from rasterio.warp import transform_geom
+from rasterio.warp import transform as transform_points
 from rio_stac.stac import (
     PROJECTION_EXT_VERSION,
     RASTER_EXT_VERSION,
@@ -26,7 +26,7 @@ from rio_stac.stac import (
     get_projection_info,
     get_raster_info,
 )
-from shapely.geometry import mapping, shape
+from shapely.geometry import Polygon, mapping, shape
 from shapely.ops import unary_union
 
 from geo_platform.lib.hashing import multihash_sha256
@@ -89,7 +89,8 @@ def dataset_footprint(src: rasterio.DatasetReader) -> dict:
     """rio-stac's bounds footprint, or the valid-data outline where the corners don't project."""
     try:
         return get_dataset_geom(src, densify_pts=21, precision=7)
-    except (RasterioError, CPLE_BaseError):
+    except (RasterioError, CPLE_BaseError, SystemError):
+        # rasterio raises SystemError when GDAL fails without setting an error.
         return _mask_footprint(src)
 
 
@@ -101,11 +102,16 @@ def _mask_footprint(src: rasterio.DatasetReader) -> dict:
     polygons = [shape(g) for g, _ in shapes(mask, mask=mask.astype(bool), transform=transform)]
     if not polygons:
         raise RasterioError("raster has no valid pixels to outline")
-    # Pixel corners on the rim of the valid area can still lie off the globe: step one
-    # pixel inside, and let GDAL drop any point that still fails.
-    outline = unary_union(polygons).convex_hull.buffer(-abs(transform.a))
-    with rasterio.Env(OGR_ENABLE_PARTIAL_REPROJECTION=True):
-        geom = transform_geom(src.crs, "EPSG:4326", mapping(outline), precision=7)
+    outline = unary_union(polygons).convex_hull.segmentize(abs(transform.a) * 4)
+    # Project the outline point by point: points off the globe come back as inf
+    # and are dropped, where GDAL's geometry transform would fail whole.
+    xs, ys = outline.exterior.coords.xy
+    lons, lats = transform_points(src.crs, "EPSG:4326", list(xs), list(ys))
+    kept = [(x, y) for x, y in zip(lons, lats, strict=True) if np.isfinite(x) and np.isfinite(y)]
+    if len(kept) < 3:
+        raise RasterioError("raster outline does not project to longitude/latitude")
+    geom = mapping(Polygon(kept).convex_hull)
+    geom["coordinates"] = [[[round(x, 7), round(y, 7)] for x, y in geom["coordinates"][0]]]
     coords = np.asarray(shape(geom).exterior.coords)
     bbox = [*coords.min(axis=0).tolist(), *coords.max(axis=0).tolist()]
     return {"bbox": bbox, "footprint": geom}

@@ -1,0 +1,79 @@
+import datetime as dt
+
+import pytest
+
+from geo_platform.lib.raster.cog import write_cog_tiers
+from geo_platform.lib.raster.tiers import Tier, TierRef
+from geo_platform.lib.stac.collection import new_collection, summarize_collection
+from geo_platform.lib.stac.ids import collection_id, item_id
+from geo_platform.lib.stac.item import build_item
+from geo_platform.lib.stac.validation import validate_item
+from geo_platform.settings import PriceSettings
+
+from .conftest import REAL_RASTER_TIERS
+
+pytestmark = pytest.mark.unit
+FALLBACK = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+
+
+def _item(real_rasters, tmp_path, name):
+    tiers = [Tier(t) for t in REAL_RASTER_TIERS[name]]
+    cogs = write_cog_tiers(real_rasters / name, tiers, tmp_path)
+    refs = [
+        TierRef(t, str(c.path), str(c.path), c.size_bytes, c.sha256) for t, c in cogs.items()
+    ]
+    item = build_item(
+        str(cogs[Tier.ANALYSIS].path), f"real/{name}", refs, source_sha256="0" * 64,
+        fallback_datetime=FALLBACK,
+    )
+    return item, cogs
+
+
+def test_ids_are_pure_functions_of_the_blob_key():
+    assert collection_id("landsat/2024/scene_001.tif") == "landsat"
+    assert item_id("landsat/2024/scene_001.tif") == "2024__scene_001"
+    assert collection_id("loose.tif") == "default" and item_id("loose.tif") == "loose"
+
+
+@pytest.mark.parametrize("name", sorted(REAL_RASTER_TIERS))
+def test_items_of_real_rasters_validate(real_rasters, tmp_path, name):
+    item, cogs = _item(real_rasters, tmp_path, name)
+    assert validate_item(item) == []
+    assert set(item["assets"]) == REAL_RASTER_TIERS[name]
+    for tier, cog in cogs.items():
+        asset = item["assets"][tier.value]
+        assert asset["file:size"] == cog.size_bytes
+        assert asset["file:checksum"] == "1220" + cog.sha256
+    west, south, east, north = item["bbox"]
+    assert -180 <= west < east <= 180 and -90 <= south < north <= 90
+
+
+def test_datetime_comes_from_the_file_else_the_fallback(real_rasters, tmp_path):
+    geos, _ = _item(real_rasters, tmp_path / "g", "image_geos.tif")
+    assert geos["properties"]["datetime"] == "2022-02-05T00:00:20Z"
+    rgb, _ = _item(real_rasters, tmp_path / "r", "image_rgb.tif")
+    assert rgb["properties"]["datetime"] == "2024-05-01T00:00:00Z"
+
+
+def test_validation_reports_what_is_wrong(real_rasters, tmp_path):
+    item, _ = _item(real_rasters, tmp_path, "image_rgb.tif")
+    del item["properties"]["datetime"]
+    item["assets"]["analysis"]["file:size"] = -1
+    problems = validate_item(item)
+    assert any("datetime" in p for p in problems)
+    assert any("file:size" in p for p in problems)
+
+
+def test_collection_summary_has_extent_and_cost_per_tier(real_rasters, tmp_path):
+    rgb, _ = _item(real_rasters, tmp_path / "r", "image_rgb.tif")
+    dem, _ = _item(real_rasters, tmp_path / "d", "image_nodata.tif")
+    prices = PriceSettings(hot_per_gb_month=1.0, cool_per_gb_month=0.5)
+    collection, report = summarize_collection(new_collection("real"), [rgb, dem], prices)
+    bbox = collection["extent"]["spatial"]["bbox"][0]
+    assert bbox[0] == min(rgb["bbox"][0], dem["bbox"][0])
+    assert bbox[2] == max(rgb["bbox"][2], dem["bbox"][2])
+    assert report["items"] == 2
+    assert report["tiers"]["analysis"]["items"] == 2
+    archive_bytes = rgb["assets"]["archive"]["file:size"] + dem["assets"]["archive"]["file:size"]
+    assert report["tiers"]["archive"]["bytes"] == archive_bytes
+    assert report["tiers"]["archive"]["cost_per_month_usd"] == pytest.approx(archive_bytes / 1e9 * 0.5)

@@ -16,9 +16,11 @@ import duckdb
 import pyarrow as pa
 
 from geo_platform.errors import InvalidInputError, TransientError
-from geo_platform.lib.duckdb_spatial import connect
+from geo_platform.lib.duckdb_spatial import load_spatial
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+# Catalog files whose schema this process has already created or checked.
+_SCHEMA_READY: set[str] = set()
 Bbox = tuple[float, float, float, float]
 
 
@@ -111,13 +113,15 @@ class DuckDBCatalog(StacCatalog):
     lock_timeout_seconds: float = 60.0
 
     @contextmanager
-    def _connection(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connection(
+        self, *, write: bool, spatial: bool = False
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.05
         while True:
             try:
-                con = connect(self.path)
+                con = duckdb.connect(self.path)
                 break
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
@@ -125,7 +129,13 @@ class DuckDBCatalog(StacCatalog):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
-            con.execute((SQL_DIR / "duckdb" / "001_stac_catalog.sql").read_text())
+            # Loading spatial costs ~0.1 s a connection: only where geometry is touched.
+            if spatial:
+                load_spatial(con)
+            if self.path not in _SCHEMA_READY:
+                load_spatial(con)
+                con.execute((SQL_DIR / "duckdb" / "001_stac_catalog.sql").read_text())
+                _SCHEMA_READY.add(self.path)
             if write:
                 con.execute("BEGIN")
                 yield con
@@ -162,7 +172,7 @@ class DuckDBCatalog(StacCatalog):
         if not items:
             return 0
         batch = _items_table(items)
-        with self._connection(write=True) as con:
+        with self._connection(write=True, spatial=True) as con:
             known = {row[0] for row in con.execute("SELECT id FROM collections").fetchall()}
             missing = sorted(set(batch.column("collection").to_pylist()) - known)
             if missing:
@@ -225,7 +235,7 @@ class DuckDBCatalog(StacCatalog):
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
-        with self._connection(write=False) as con:
+        with self._connection(write=False, spatial=bbox is not None) as con:
             rows = con.execute(query, params).fetchall()
         return [json.loads(row[0]) for row in rows]
 

@@ -101,6 +101,10 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
     outs={
         key.path[-1]: dg.AssetOut(
             key=key,
+            # Every selected tier is always yielded (a COG or a TierSkipped). Optional
+            # only because Dagster 1.13 otherwise demands unselected outputs that a
+            # downstream asset in the same run reads (dagster-io/dagster#33648).
+            is_required=False,
             io_manager_key="cog_tier_io_manager",
             group_name="raster",
             kinds={"cog", "gdal"},

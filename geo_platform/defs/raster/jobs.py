@@ -1,7 +1,6 @@
 import dagster as dg
 
 from geo_platform.defs.raster.assets import TIER_ASSETS
-from geo_platform.defs.raster.partitions import raster_partitions
 
 INGEST_ASSETS = [dg.AssetKey("raster_validation"), *TIER_ASSETS.values(), dg.AssetKey("stac_item")]
 
@@ -9,6 +8,5 @@ INGEST_ASSETS = [dg.AssetKey("raster_validation"), *TIER_ASSETS.values(), dg.Ass
 raster_ingest_job = dg.define_asset_job(
     "raster_ingest",
     selection=dg.AssetSelection.assets(*INGEST_ASSETS),
-    partitions_def=raster_partitions,
     description="Validate a bronze raster, write its COG tiers and upsert its STAC item.",
 )

@@ -1,0 +1,274 @@
+"""The Dagster UI in headless Chromium: launch a partitioned COG run from the catalog.
+
+Starts ``dagster dev`` on a free port against a throwaway data folder and instance,
+then, like a user would: Catalog -> select ``raster_validation`` and ``cog_analysis`` ->
+"Materialize selected" -> pick the partition -> "Launch 1 run" -> follow the run until
+the UI says "Success". The instance and the blob folder are checked afterwards.
+
+Both assets are launched together because ``cog_analysis`` loads ``raster_validation``'s
+output: launching the tier alone would depend on whether the ``bronze_rasters`` sensor
+(default RUNNING, it also picks the file up) already validated the raster.
+
+Needs Debian's ``/usr/bin/chromium`` (``make browser-deps``); Playwright's own browser
+download does not work here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+RASTER = REPO_ROOT.parent / "shared" / "data" / "real" / "rasters" / "image_rgb.tif"
+PARTITION_KEY = "demo/image_rgb.tif"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVER_TIMEOUT_S = 90
+RUN_TIMEOUT_S = 120
+UI_TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no output)"
+
+
+def _reset_signals() -> None:
+    # Started from a non-interactive parent, `dagster dev` would ignore SIGINT/SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _stop_process_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the whole group (webserver, daemon, code server, runs), then SIGKILL."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        proc.wait()
+        return
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)  # any member of the group left?
+            except ProcessLookupError:
+                break
+            proc.poll()  # reap the leader so it doesn't linger as a zombie
+            time.sleep(0.2)
+        else:
+            continue
+        break
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+class DagsterDev:
+    def __init__(self, proc: subprocess.Popen, url: str, stdout: Path, stderr: Path):
+        self.proc, self.url, self.stdout, self.stderr = proc, url, stdout, stderr
+
+    def logs(self) -> str:
+        return f"--- dagster dev stderr (tail) ---\n{_tail(self.stderr)}"
+
+
+@pytest.fixture
+def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """A data folder with one raster in bronze, and an instance knowing its partition."""
+    # Skip before anything starts a server.
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} missing: run `make browser-deps` (Debian's chromium package)")
+    pytest.importorskip("playwright.sync_api")
+    if not RASTER.is_file():
+        pytest.skip(f"test raster missing: {RASTER}")
+    data_dir = tmp_path / "data"
+    dagster_home = tmp_path / "dagster_home"
+    bronze = data_dir / "blobs" / "bronze" / PARTITION_KEY
+    bronze.parent.mkdir(parents=True)
+    shutil.copyfile(RASTER, bronze)
+    dagster_home.mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("GEO_PLATFORM_DATA_DIR", str(data_dir))
+    return {"data_dir": data_dir, "dagster_home": dagster_home, "tmp": tmp_path}
+
+
+@pytest.fixture
+def instance(platform_env):
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as inst:
+        inst.add_dynamic_partitions("rasters", [PARTITION_KEY])
+        yield inst
+
+
+@pytest.fixture
+def dagster_dev(platform_env, instance) -> Iterator[DagsterDev]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    out, err = platform_env["tmp"] / "dagster_dev.out", platform_env["tmp"] / "dagster_dev.err"
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(platform_env["dagster_home"]),
+        GEO_PLATFORM_DATA_DIR=str(platform_env["data_dir"]),
+    )
+    env.pop("GEO_PLATFORM_PROFILE", None)  # the embedded profile
+    dagster = Path(sys.executable).with_name("dagster")
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            preexec_fn=_reset_signals,
+            start_new_session=True,
+        )
+    server = DagsterDev(proc, url, out, err)
+    try:
+        deadline = time.monotonic() + SERVER_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {proc.returncode}\n{server.logs()}")
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dagster dev did not answer in {SERVER_TIMEOUT_S} s\n{server.logs()}")
+            time.sleep(0.5)
+        yield server
+    finally:
+        _stop_process_group(proc)
+
+
+@pytest.fixture
+def page(platform_env):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            yield context.new_page()
+        finally:
+            browser.close()
+
+
+def _select_asset(page, name: str) -> None:
+    # The catalog's checkbox input is visually hidden behind its label.
+    checkbox = page.get_by_test_id(f"checkbox-{name}")
+    checkbox.wait_for(state="attached")
+    page.locator("label").filter(has=checkbox).click()
+    assert checkbox.is_checked(), f"could not select {name} in the catalog"
+
+
+def _launch_from_catalog(page, base_url: str) -> str:
+    """Catalog -> both raster assets -> Materialize selected -> partition -> Launch; run id."""
+    page.goto(f"{base_url}/assets")
+    for name in ("raster_validation", "cog_analysis"):
+        _select_asset(page, name)
+    page.get_by_role("button", name=re.compile(r"^Materialize selected")).click()
+
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Launch runs to materialize 2 assets").wait_for()
+    dialog.get_by_text("Select a partition or create one").click()
+    page.get_by_placeholder("Filter partitions").fill(PARTITION_KEY)
+    page.get_by_text(PARTITION_KEY, exact=True).first.click()
+    page.keyboard.press("Escape")  # closes the partition popover, not the dialog
+    dialog.get_by_text("1 partition", exact=True).wait_for()
+
+    dialog.get_by_role("button", name="Launch 1 run").click()
+    # The toast "Launched run <id> [View]" leads to the run page.
+    page.get_by_text(re.compile(r"^Launched run ")).wait_for()
+    page.get_by_role("button", name="View", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[-1]
+
+
+def _wait_for_run_outcome(page) -> str:
+    """The status tag of the run page once the run is over (the page updates live)."""
+    done = page.get_by_text(re.compile(r"^(Success|Failure|Canceled)$"))
+    done.first.wait_for(timeout=RUN_TIMEOUT_S * 1000)
+    return done.first.inner_text()
+
+
+def _ui_failure(page, tmp_path: Path, server: DagsterDev, what: str) -> str:
+    shot = tmp_path / "failure.png"
+    try:
+        page.screenshot(path=str(shot), full_page=True)
+        text = page.inner_text("body")[-6000:]
+        where = page.url
+    except Exception as e:  # the browser itself may be gone
+        text, where = f"(page unavailable: {e})", "?"
+    return f"{what}\nURL: {where}\nscreenshot: {shot}\n--- page text ---\n{text}\n{server.logs()}"
+
+
+def test_materialize_cog_analysis_partition_from_ui(
+    platform_env, instance, dagster_dev: DagsterDev, page
+):
+    import dagster as dg
+
+    tmp_path = platform_env["tmp"]
+    try:
+        run_id = _launch_from_catalog(page, dagster_dev.url)
+        outcome = _wait_for_run_outcome(page)
+    except Exception as e:
+        raise AssertionError(
+            _ui_failure(page, tmp_path, dagster_dev, f"UI flow failed: {e!r}")
+        ) from e
+    if outcome != "Success":
+        pytest.fail(_ui_failure(page, tmp_path, dagster_dev, f"the UI shows the run {outcome}"))
+    page.screenshot(path=str(tmp_path / "run_success.png"), full_page=True)
+
+    run = instance.get_run_by_id(run_id)
+    assert run is not None, f"run {run_id} from the UI is not in the instance"
+    assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
+    assert run.tags.get("dagster/partition") == PARTITION_KEY, run.tags
+    materialized = {
+        (entry.asset_materialization.asset_key, entry.asset_materialization.partition)
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    }
+    assert (dg.AssetKey("cog_analysis"), PARTITION_KEY) in materialized, materialized
+    assert (dg.AssetKey("raster_validation"), PARTITION_KEY) in materialized, materialized
+
+    cog = platform_env["data_dir"] / "blobs" / "silver" / "demo" / "image_rgb.analysis.tif"
+    assert cog.is_file() and cog.stat().st_size > 0, f"no COG at {cog}"

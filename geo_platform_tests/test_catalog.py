@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from geo_platform.errors import InvalidInputError
+from geo_platform.resources.stac_catalog import DuckDBCatalog, parse_datetime_range
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def naip(real_stac, tmp_path):
+    catalog = DuckDBCatalog(path=str(tmp_path / "catalog.duckdb"))
+    catalog.upsert_collection(json.loads((real_stac / "naip-collection.json").read_text()))
+    items = [json.loads(line) for line in (real_stac / "naip-items.ndjson").open()]
+    catalog.upsert_items(items)
+    return catalog, items
+
+
+def _bbox_intersects(a, b):
+    return a[0] <= b[2] and a[2] >= b[0] and a[1] <= b[3] and a[3] >= b[1]
+
+
+def test_upsert_twice_leaves_one_item_each(naip):
+    catalog, items = naip
+    catalog.upsert_items(items[:10])
+    assert len(catalog.search(limit=None)) == len(items) == 1000
+
+
+def test_bbox_and_datetime_search_match_a_brute_force_answer(naip):
+    catalog, items = naip
+    bbox = (-86.5, 31.0, -85.5, 32.0)
+    found = catalog.search(bbox=bbox, datetime="2015-01-01/2016-12-31", limit=None)
+    expected = {
+        i["id"]
+        for i in items
+        if _bbox_intersects(i["bbox"], bbox)
+        and "2015-01-01" <= i["properties"]["datetime"][:10] <= "2016-12-31"
+    }
+    assert found and {i["id"] for i in found} <= expected
+    # Envelope intersection is a superset of geometry intersection: close, not equal.
+    assert len(found) >= 0.8 * len(expected)
+    datetimes = [i["properties"]["datetime"] for i in found]
+    assert datetimes == sorted(datetimes, reverse=True)
+
+
+def test_open_ended_ranges_collections_and_limit(naip):
+    catalog, items = naip
+    newest = max(i["properties"]["datetime"] for i in items)
+    assert {i["properties"]["datetime"] for i in catalog.search(datetime=f"{newest}/..")} == {newest}
+    assert catalog.search(collections=["nothing-here"]) == []
+    assert len(catalog.search(collections=[items[0]["collection"]], limit=7)) == 7
+
+
+def test_unknown_collection_and_bad_items_are_rejected_whole(naip, tmp_path):
+    catalog, items = naip
+    stranger = dict(items[0], id="new-one", collection="unknown")
+    with pytest.raises(InvalidInputError, match="unknown collection"):
+        catalog.upsert_items([dict(items[1], id="also-new"), stranger])
+    assert catalog.get_item(items[1]["collection"], "also-new") is None
+    no_geometry = dict(items[0], geometry=None)
+    with pytest.raises(InvalidInputError, match="no geometry"):
+        catalog.upsert_items([no_geometry])
+
+
+def test_datetime_parsing():
+    start, end = parse_datetime_range("2020-01-01T00:00:00Z/..")
+    assert start.year == 2020 and end is None
+    with pytest.raises(ValueError, match="ends before it starts"):
+        parse_datetime_range("2021-01-01/2020-01-01")

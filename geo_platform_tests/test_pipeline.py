@@ -1,0 +1,169 @@
+"""The whole raster slice on the embedded profile: bronze -> tiers -> item -> catalog."""
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rio_cogeo.cogeo import cog_validate
+
+from geo_platform.cli import main
+from geo_platform.ingest import ingest
+from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.stac.validation import validate_item
+from geo_platform.resources import build_resources
+
+from . import bad_inputs
+from .conftest import REAL_RASTER_TIERS
+
+pytestmark = pytest.mark.asset
+
+
+def _tier_path(settings, tier, key):
+    container = "archive" if tier == "archive" else "silver"
+    return settings.blob_root / container / key.replace(".tif", f".{tier}.tif")
+
+
+def test_every_real_raster_goes_all_the_way(settings, copy_real):
+    folder = copy_real(*REAL_RASTER_TIERS)
+    outcomes = ingest([folder], collection="real", output_tier=None, settings=settings)
+    assert [o.message for o in outcomes if not o.ok] == []
+    assert len(outcomes) == len(REAL_RASTER_TIERS)
+
+    catalog = build_resources(settings)["stac_catalog"]
+    items = {i["id"]: i for i in catalog.search(collections=["real"], limit=None)}
+    assert len(items) == len(REAL_RASTER_TIERS)
+    for name, tiers in REAL_RASTER_TIERS.items():
+        key = f"real/{name}"
+        item = items[name.removesuffix(".tif")]
+        assert set(item["assets"]) == tiers, name
+        assert validate_item(item) == []
+        for tier in tiers:
+            path = _tier_path(settings, tier, key)
+            assert item["assets"][tier]["href"] == str(path)
+            assert item["assets"][tier]["file:checksum"] == "1220" + sha256_file(path)
+            assert cog_validate(str(path), quiet=True)[0], f"{key} {tier}"
+            if tier != "visualization":
+                assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
+        for tier in {"visualization", "analysis", "archive"} - tiers:
+            assert not _tier_path(settings, tier, key).exists()
+
+    collection = catalog.get_collection("real")
+    assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
+    west, south, east, north = collection["extent"]["spatial"]["bbox"][0]
+    assert west <= min(i["bbox"][0] for i in items.values())
+    assert north >= max(i["bbox"][3] for i in items.values())
+
+
+def test_bad_files_fail_alone_with_their_reason(settings, copy_real, real_rasters, tmp_path):
+    folder = copy_real("image_rgb.tif", "image_float.tif", folder="batch")
+    shutil.copy2(real_rasters / "nontiff.jpg", folder / "nontiff.jpg")
+    bad_inputs.truncated_geotiff(real_rasters / "image_rgba.tif", folder / "truncated.tif")
+    bad_inputs.zero_bytes(folder / "empty.tif")
+    bad_inputs.no_crs(folder / "nocrs.tif")
+    bad_inputs.huge_header(folder / "huge.tif")
+    bad_inputs.not_an_image(folder / "readings.tif")
+    sources = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    outcomes = {o.blob_key: o for o in ingest([folder], collection="batch", output_tier=None, settings=settings)}
+    assert outcomes["batch/image_rgb.tif"].ok and outcomes["batch/image_float.tif"].ok
+    expected = {
+        "nontiff.jpg": "not georeferenced",
+        "truncated.tif": "truncated or corrupt",
+        "empty.tif": "empty file",
+        "nocrs.tif": "no CRS",
+        "huge.tif": "over the limit",
+        "readings.tif": "not a readable raster",
+    }
+    for name, problem in expected.items():
+        outcome = outcomes[f"batch/{name}"]
+        assert not outcome.ok
+        assert outcome.message.startswith(f"bronze/batch/{name}: "), outcome.message
+        assert problem in outcome.message
+        for tier in ("visualization", "analysis", "archive"):
+            assert not _tier_path(settings, tier, f"batch/{name}").exists()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == sources
+    for name, data in sources.items():
+        assert (settings.blob_root / "bronze" / "batch" / name).read_bytes() == data
+    catalog = build_resources(settings)["stac_catalog"]
+    assert sorted(i["id"] for i in catalog.search(collections=["batch"])) == ["image_float", "image_rgb"]
+
+
+def test_reingesting_leaves_one_item_and_the_same_bytes(settings, copy_real):
+    folder = copy_real("image_rgb_mask.tif")
+    ingest([folder], collection="again", output_tier=None, settings=settings)
+    key = "again/image_rgb_mask.tif"
+    first = {t: sha256_file(_tier_path(settings, t, key)) for t in ("visualization", "analysis", "archive")}
+    catalog = build_resources(settings)["stac_catalog"]
+    item_before = catalog.get_item("again", "image_rgb_mask")
+    outcomes = ingest([folder], collection="again", output_tier=None, settings=settings)
+    assert all(o.ok for o in outcomes)
+    second = {t: sha256_file(_tier_path(settings, t, key)) for t in first}
+    assert first == second
+    assert len(catalog.search(collections=["again"], limit=None)) == 1
+    assert catalog.get_item("again", "image_rgb_mask") == item_before
+
+
+def test_output_tier_per_run_and_per_collection(settings, copy_real):
+    folder = copy_real("image_rgb.tif")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.collections_path.write_text("viz_only:\n  output_tier: visualization\n")
+    ingest([folder], collection="viz_only", output_tier=None, settings=settings)
+    ingest([folder], collection="per_run", output_tier="archive", settings=settings)
+    catalog = build_resources(settings)["stac_catalog"]
+    assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
+    assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
+    assert not _tier_path(settings, "analysis", "viz_only/image_rgb.tif").exists()
+
+
+def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
+    ingest([copy_real("image_rgba.tif")], collection="ui", output_tier=None, settings=settings)
+    key = "ui/image_rgba.tif"
+    for asset in ("raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"):
+        event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+        assert event is not None and event.dagster_event.partition == key, asset
+    viz = instance.get_latest_materialization_event(dg.AssetKey("cog_visualization"))
+    metadata = viz.asset_materialization.metadata
+    assert metadata["thumbnail"].value.startswith("![thumbnail](data:image/png;base64,")
+    assert metadata["compression_ratio"].value > 1
+    assert metadata["cost_per_month_usd"].value > 0
+    assert metadata["storage_class"].value == "hot"
+    summary = instance.get_latest_materialization_event(dg.AssetKey("collection_summary"))
+    assert summary.asset_materialization.metadata["items"].value == 1
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")]
+    )
+    assert checks[dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")].status.value == "SUCCEEDED"
+
+
+def test_cli_ingest_and_search(settings, copy_real, real_rasters, tmp_path):
+    folder = copy_real("image_web.tif", "image_nodata.tif")
+    bad = shutil.copy2(real_rasters / "nontiff.jpg", tmp_path / "nontiff.jpg")
+    runner = CliRunner()
+    good = runner.invoke(main, ["ingest", str(folder), "--collection", "cli", "--tiers", "both"])
+    assert good.exit_code == 0, good.output
+    assert "ok      cli/image_web.tif  (analysis" in good.output
+    assert "2 ok, 0 failed" in good.output
+
+    mixed = runner.invoke(main, ["ingest", str(folder / "image_web.tif"), str(bad), "--collection", "cli"])
+    assert mixed.exit_code == 1
+    assert "failed  cli/nontiff.jpg: bronze/cli/nontiff.jpg: not georeferenced" in mixed.output
+    assert "1 ok, 1 failed" in mixed.output
+
+    web = rasterio.open(folder / "image_web.tif")
+    w, s, e, n = rasterio.warp.transform_bounds(web.crs, "EPSG:4326", *web.bounds)
+    found = runner.invoke(main, ["stac", "search", "--bbox", f"{w},{s},{e},{n}", "--collection", "cli"])
+    assert found.exit_code == 0, found.output
+    collection = json.loads(found.output)
+    assert collection["type"] == "FeatureCollection"
+    assert [f["id"] for f in collection["features"]] == ["image_web"]
+    for asset in collection["features"][0]["assets"].values():
+        with rasterio.open(asset["href"]) as cog:
+            assert cog.width == web.width
+    none = runner.invoke(main, ["stac", "search", "--datetime", "1990-01-01/1990-12-31"])
+    assert json.loads(none.output)["features"] == []
+    wrong = runner.invoke(main, ["stac", "search", "--bbox", "1,2,3"])
+    assert wrong.exit_code == 2 and "W,S,E,N" in wrong.output

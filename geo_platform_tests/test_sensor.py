@@ -92,3 +92,17 @@ def test_collection_output_tier_narrows_the_run(settings, instance, bronze, real
     result, _ = _tick(instance, store)
     selection = {k.to_user_string() for k in result.run_requests[0].asset_selection}
     assert selection == {"raster_validation", "cog_archive", "stac_item"}
+
+
+def test_blobs_already_ingested_by_the_cli_are_not_run_again(settings, instance, copy_real, real_rasters):
+    from geo_platform.ingest import ingest
+
+    ingest([copy_real("image_rgb.tif")], collection="cli", output_tier=None, settings=settings)
+    store = LocalBlobStore(root=str(settings.blob_root))
+    result, _ = _tick(instance, store)
+    assert result.run_requests == []
+    assert "cli/image_rgb.tif" in ScanCursor.from_json(result.cursor).seen
+    replaced = settings.blob_root / "bronze" / "cli" / "image_rgb.tif"
+    shutil.copy(real_rasters / "image_web.tif", replaced)
+    again, _ = _tick(instance, store, result.cursor)
+    assert [r.partition_key for r in again.run_requests] == ["cli/image_rgb.tif"]

@@ -28,6 +28,8 @@ _TIER_DESCRIPTIONS = {
     Tier.ANALYSIS: "Lossless DEFLATE COG (predictor 2, 3 for floats). Container: silver.",
     Tier.ARCHIVE: "Lossless LZW COG, cheap to write, cool storage. Container: archive.",
 }
+# The bronze blob's ETag, recorded so that the sensor knows what was already ingested.
+SOURCE_ETAG = "source_etag"
 _RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
@@ -51,6 +53,7 @@ def raster_validation(context: dg.AssetExecutionContext, blob_store: BlobStore) 
     (CRS, transform, bands, dtype, size) and decides which COG tiers apply to it."""
     key = context.partition_key
     try:
+        blob = blob_store.info(BRONZE, key)
         with blob_store.local_file(BRONZE, key) as path:
             info = validate_raster(path, get_limit_settings(), name=f"{BRONZE}/{key}")
     except InvalidInputError as e:
@@ -65,6 +68,7 @@ def raster_validation(context: dg.AssetExecutionContext, blob_store: BlobStore) 
             "mask": info.has_mask or info.has_alpha,
             "source_bytes": info.size_bytes,
             "sha256": info.sha256,
+            SOURCE_ETAG: blob.etag,
             "tiers_applicable": ", ".join(t for t, ok in info.applicable.items() if ok),
             **{f"skip_{tier}": reason for tier, reason in info.reasons.items()},
         }

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import TIER_ASSETS
+from geo_platform.defs.raster.assets import SOURCE_ETAG, TIER_ASSETS
 from geo_platform.defs.raster.jobs import raster_ingest_job
 from geo_platform.defs.raster.partitions import raster_partitions
 from geo_platform.lib.blob_scan import ScanCursor, scan
@@ -32,6 +32,9 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         context.log.warning(f"{BRONZE}/{key}: skipped, cannot be a partition key: {problem}")
     known = set(context.instance.get_dynamic_partitions(raster_partitions.name))
     new_keys = [key for key, _ in result.to_run if key not in known]
+    done = _already_ingested(context.instance, [k for k in result.to_run if k[0] in known])
+    if done:
+        context.log.info(f"{len(done)} blobs were already ingested (by the CLI or a backfill)")
     collections = load_collections_config(get_platform_settings().collections_path)
     requests = [
         dg.RunRequest(
@@ -41,6 +44,7 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
             tags={"geo_platform/source": f"{BRONZE}/{key}"},
         )
         for key, etag in result.to_run
+        if (key, etag) not in done
     ]
     if result.deferred:
         context.log.info(f"{result.deferred} more blobs wait for the next tick")
@@ -51,6 +55,28 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         else [],
         cursor=result.cursor.to_json(),
     )
+
+
+def _already_ingested(
+    instance: dg.DagsterInstance, candidates: list[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Blobs whose latest validation saw this very ETag: nothing new to do for them."""
+    if not candidates:
+        return set()
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("raster_validation"),
+            asset_partitions=[key for key, _ in candidates],
+        ),
+        limit=len(candidates) * 4,
+    ).records
+    latest: dict[str, str] = {}
+    for record in records:  # newest first
+        materialization = record.asset_materialization
+        if materialization and materialization.partition not in latest:
+            etag = materialization.metadata.get(SOURCE_ETAG)
+            latest[materialization.partition] = etag.value if etag else ""
+    return {(key, etag) for key, etag in candidates if latest.get(key) == etag}
 
 
 def _selection(key: str, collections: dict[str, dict]) -> list[dg.AssetKey]:

@@ -227,11 +227,14 @@ def ensure_input(spec: InputSpec) -> Path:
 class Sample:
     """One measured child process."""
 
-    wall_s: float  # the whole child process, as seen by the parent
-    op_s: float  # the operation itself (in-child for Python children, = wall_s for the CLI)
+    wall_s: float  # the whole child process
+    op_s: float  # the write itself: in-child for Python children, = wall_s for the CLI
+    cpu_s: float  # user + system CPU time of the child (of the write, for Python children)
     maxrss_mb: float  # ru_maxrss of the child
-    base_rss_mb: float  # the child's RSS before the operation started
+    background_cores: float  # CPU used by other processes meanwhile, in cores
+    base_rss_mb: float = 0.0  # the child's RSS before the write started
     outputs: dict[str, int] = field(default_factory=dict)  # output file -> bytes
+    details: dict[str, Any] = field(default_factory=dict)  # anything else the child reported
 
 
 def _bundled_libgdal() -> str:
@@ -240,32 +243,68 @@ def _bundled_libgdal() -> str:
     return path
 
 
-def _warm_up(path: Path) -> None:
+def warm_up(path: Path) -> None:
     """Read the input once so that every writer starts from the page cache."""
     with open(path, "rb") as f:
         while f.read(16 * MB):
             pass
 
 
-# Peak RSS is ru_maxrss of the measured process. Linux folds the pre-exec memory of a
-# forked child into its ru_maxrss, so a child of this (large) process would report at
-# least our own size; the measured process is therefore started by a tiny launcher
-# (``python -S``, ~9 MB) and its ru_maxrss comes from the launcher's wait4.
+def machine_busy_s() -> float:
+    """CPU seconds all cores of this machine have spent busy since boot."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_until_quiet(max_wait_s: float, threshold_cores: float = 0.25) -> float:
+    """Wait (at most ``max_wait_s``) until other processes use < ``threshold_cores``.
+
+    The machine may be shared (test suites, other benchmarks); measuring while it is
+    busy mostly measures them. Returns the last observed load, in cores.
+    """
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        before = machine_busy_s()
+        time.sleep(1.0)
+        load = machine_busy_s() - before
+        if load < threshold_cores or time.monotonic() >= deadline:
+            return load
+
+
+# Peak RSS is ru_maxrss of the measured process. Linux folds the memory of a forked
+# child before its exec into its ru_maxrss, so a child of this (large) process would
+# report at least our own size; the measured process is therefore started by a tiny
+# launcher (``python -S``, ~9 MB) and its rusage comes from the launcher's wait4. The
+# launcher also counts the CPU the rest of the machine used meanwhile.
 _LAUNCHER = """
 import json, os, sys, time
+def busy():
+    with open("/proc/stat") as f:
+        t = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(t) - t[3] - t[4]) / os.sysconf("SC_CLK_TCK")
 result, argv = sys.argv[1], sys.argv[2:]
-start = time.perf_counter()
+busy0, start = busy(), time.perf_counter()
 pid = os.posix_spawnp(argv[0], argv, os.environ)
 _, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - start
+wall, busy1 = time.perf_counter() - start, busy()
+cpu = usage.ru_utime + usage.ru_stime
 with open(result, "w") as f:
-    json.dump({"wall_s": wall, "maxrss_kb": usage.ru_maxrss}, f)
+    json.dump({"wall_s": wall, "cpu_s": cpu, "maxrss_kb": usage.ru_maxrss,
+               "background_cores": max(0.0, (busy1 - busy0 - cpu) / wall)}, f)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-def run_child(argv: list[str], env: dict[str, str], result_file: Path | None) -> Sample:
-    """Run ``argv`` to completion in a fresh process; its wall time and peak RSS."""
+_RESULT_KEYS = {"op_s", "base_rss_mb", "base_cpu_s"}
+
+
+def run_child(argv: list[str], env: dict[str, str], result_file: Path | None = None) -> Sample:
+    """Run ``argv`` to completion in a fresh process: its time, CPU and peak RSS.
+
+    A Python child may write ``{"op_s", "base_rss_mb", "base_cpu_s", "outputs", ...}``
+    to ``result_file``; other keys end up in ``Sample.details``.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         usage_file = Path(tmp) / "usage.json"
         with open(Path(tmp) / "log", "w+b") as log:
@@ -275,12 +314,21 @@ def run_child(argv: list[str], env: dict[str, str], result_file: Path | None) ->
                 log.seek(0)
                 raise RuntimeError(f"{argv[:3]} failed ({proc.returncode}):\n{log.read().decode()}")
         usage = json.loads(usage_file.read_text())
-    wall, maxrss = usage["wall_s"], usage["maxrss_kb"] / 1024
-    if result_file is None:
-        return Sample(wall, wall, maxrss, 0.0)
-    inner = json.loads(result_file.read_text())
-    result_file.unlink()
-    return Sample(wall, inner["op_s"], maxrss, inner["base_rss_mb"], inner["outputs"])
+    sample = Sample(
+        wall_s=usage["wall_s"],
+        op_s=usage["wall_s"],
+        cpu_s=usage["cpu_s"],
+        maxrss_mb=usage["maxrss_kb"] / 1024,
+        background_cores=usage["background_cores"],
+    )
+    if result_file is not None:
+        inner = json.loads(result_file.read_text())
+        result_file.unlink()
+        sample.op_s, sample.base_rss_mb = inner["op_s"], inner["base_rss_mb"]
+        sample.cpu_s -= inner["base_cpu_s"]  # the write, not the interpreter start-up
+        sample.outputs = inner.pop("outputs")
+        sample.details = {k: v for k, v in inner.items() if k not in _RESULT_KEYS}
+    return sample
 
 
 def gdal_args(options: dict[str, str], resampling: str) -> list[str]:
@@ -306,16 +354,26 @@ class Case:
         tiers = "+".join(t.value for t in self.tiers)
         return "/".join(p for p in (self.input_key, tiers, self.writer, self.label) if p)
 
-    def best_op_s(self) -> float:
-        return min(s.op_s for s in self.samples)
+    @property
+    def best(self) -> Sample:
+        """The fastest sample: the one least disturbed by anything else."""
+        return min(self.samples, key=lambda s: s.op_s)
 
-    def worst_rss_mb(self) -> float:
+    @property
+    def seconds(self) -> float:
+        return self.best.op_s
+
+    @property
+    def peak_rss_mb(self) -> float:
+        """The worst peak RSS over the repeats."""
         return max(s.maxrss_mb for s in self.samples)
 
     def net_rss_mb(self, cli_base_mb: float) -> float:
+        """Peak RSS minus what the process held before writing."""
         base = cli_base_mb if self.writer == CLI else min(s.base_rss_mb for s in self.samples)
-        return self.worst_rss_mb() - base
+        return self.peak_rss_mb - base
 
+    @property
     def output_bytes(self) -> int:
         return sum(self.samples[-1].outputs.values())
 
@@ -324,7 +382,14 @@ def _child_argv(task: dict[str, Any]) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(task)]
 
 
-def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out_root: Path):
+def run_case(
+    case: Case,
+    spec: InputSpec,
+    env: dict[str, str],
+    threads: str,
+    out_root: Path,
+    max_wait_s: float,
+) -> Sample:
     """Measure ``case`` once, in a fresh child, and append the sample."""
     out_dir = out_root / case.name.replace("/", "_")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -332,7 +397,8 @@ def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out
     with rasterio.open(spec.path) as src:
         resampling = overview_resampling(src).name.upper()
     os.sync()
-    _warm_up(spec.path)
+    warm_up(spec.path)
+    wait_until_quiet(max_wait_s)
     result_file = out_dir.parent / f".{out_dir.name}.json"
     if case.writer == OURS:
         task = {
@@ -352,7 +418,7 @@ def run_case(case: Case, spec: InputSpec, env: dict[str, str], threads: str, out
         args = gdal_args(options, resampling)
         dst = out_dir / f"cog.{tier.value}.tif"
         if case.writer == CLI:
-            sample = run_child([CLI, *args, str(spec.path), str(dst)], env, None)
+            sample = run_child([CLI, *args, str(spec.path), str(dst)], env)
             sample.outputs = {dst.name: dst.stat().st_size}
         else:
             task = {
@@ -404,7 +470,7 @@ def _translate_bundled(src: str, dst: str, args: list[str]) -> None:
 
 def worker(task: dict[str, Any]) -> None:
     """Child side of a measurement: do one write, report its time and base RSS."""
-    base_rss = _self_rss_mb()
+    base_rss, base_cpu = _self_rss_mb(), time.process_time()
     start = time.perf_counter()
     if task["op"] == OURS:
         tiers = [Tier(t) for t in task["tiers"]]
@@ -414,22 +480,20 @@ def worker(task: dict[str, Any]) -> None:
         _translate_bundled(task["src"], task["dst"], task["args"])
         outputs = {Path(task["dst"]).name: Path(task["dst"]).stat().st_size}
     op_s = time.perf_counter() - start
-    result = {"op_s": op_s, "base_rss_mb": base_rss, "outputs": outputs}
+    result = {"op_s": op_s, "base_rss_mb": base_rss, "base_cpu_s": base_cpu, "outputs": outputs}
     Path(task["result"]).write_text(json.dumps(result))
 
 
 # --------------------------------------------------------------------------- reports
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: the first two columns left-aligned, the others right-aligned."""
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [
-        "  ".join(
-            c.rjust(w) if i else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in cells
+        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in cells
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -439,147 +503,160 @@ def _vs_target(ratio: float, ok: bool) -> str:
     return f"{ratio:.2f} {'ok' if ok else 'MISS'}"
 
 
-def _cases_by_key(cases: list[Case]) -> dict[tuple[str, str, tuple[Tier, ...], str], Case]:
-    return {(c.input_key, c.writer, c.tiers, c.label): c for c in cases}
+def _per_writer(cases: dict[str, Case], value) -> dict[str, Any]:
+    return {writer: value(case) for writer, case in cases.items()}
 
 
-def summarise(
-    specs: list[InputSpec], cases: list[Case], cli_base_mb: float
-) -> tuple[dict[str, Any], str]:
-    """Ratios and tables from the measured cases."""
-    by = _cases_by_key(cases)
-    single, all_tiers, sizes, text = [], [], [], []
-    for spec in specs:
-        for tier in spec.tiers:
-            cli, bundled, ours = (by[(spec.key, w, (tier,), "")] for w in WRITERS)
-            t_cli, t_bun, t_ours = cli.best_op_s(), bundled.best_op_s(), ours.best_op_s()
-            single.append(
-                {
-                    "input": spec.key,
-                    "tier": tier.value,
-                    "seconds": {w: c.best_op_s() for w, c in zip(WRITERS, (cli, bundled, ours))},
-                    "process_seconds": {
-                        w: min(s.wall_s for s in c.samples)
-                        for w, c in zip(WRITERS, (cli, bundled, ours))
-                    },
-                    "throughput_mb_s": {
-                        w: spec.raw_bytes / MB / c.best_op_s()
-                        for w, c in zip(WRITERS, (cli, bundled, ours))
-                    },
-                    "peak_rss_mb": {
-                        w: c.worst_rss_mb() for w, c in zip(WRITERS, (cli, bundled, ours))
-                    },
-                    "net_rss_mb": {
-                        w: c.net_rss_mb(cli_base_mb) for w, c in zip(WRITERS, (cli, bundled, ours))
-                    },
-                    "throughput_ratio_vs_gdal_translate": t_cli / t_ours,
-                    "throughput_ratio_vs_bundled": t_bun / t_ours,
-                    "memory_ratio_vs_gdal_translate": ours.worst_rss_mb() / cli.worst_rss_mb(),
-                    "net_memory_ratio_vs_gdal_translate": ours.net_rss_mb(cli_base_mb)
-                    / cli.net_rss_mb(cli_base_mb),
-                    "memory_ratio_vs_bundled": ours.worst_rss_mb() / bundled.worst_rss_mb(),
-                    "output_bytes": {
-                        w: c.output_bytes() for w, c in zip(WRITERS, (cli, bundled, ours))
-                    },
-                }
-            )
-        ours_all = by[(spec.key, OURS, spec.tiers, "")]
-        singles = {w: [by[(spec.key, w, (t,), "")] for t in spec.tiers] for w in WRITERS}
-        sums = {w: sum(c.best_op_s() for c in cs) for w, cs in singles.items()}
-        all_tiers.append(
-            {
-                "input": spec.key,
-                "tiers": [t.value for t in spec.tiers],
-                "ours_all_seconds": ours_all.best_op_s(),
-                "sum_of_single_tier_seconds": sums,
-                "ratio_vs_sum_gdal_translate": ours_all.best_op_s() / sums[CLI],
-                "ratio_vs_sum_bundled": ours_all.best_op_s() / sums[BUNDLED],
-                "ratio_vs_sum_ours_single": ours_all.best_op_s() / sums[OURS],
-                "peak_rss_mb": ours_all.worst_rss_mb(),
-                "max_single_tier_peak_rss_mb": {
-                    w: max(c.worst_rss_mb() for c in cs) for w, cs in singles.items()
-                },
-                "output_bytes": ours_all.samples[-1].outputs,
-            }
-        )
-        for tier in spec.tiers:
-            sizes.append(
-                {
-                    "input": spec.key,
-                    "tier": tier.value,
-                    "source_bytes": spec.path.stat().st_size,
-                    "ours_bytes": by[(spec.key, OURS, (tier,), "")].output_bytes(),
-                    "ours_all_tiers_bytes": ours_all.samples[-1].outputs[f"cog.{tier.value}.tif"],
-                    "gdal_translate_bytes": by[(spec.key, CLI, (tier,), "")].output_bytes(),
-                }
-            )
-    nopred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "no-predictor")]
-    with_pred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "")]
-    predictor = {
-        "input": "rgb",
-        "tier": "analysis",
-        "deflate_predictor2_bytes": with_pred.output_bytes(),
-        "deflate_no_predictor_bytes": nopred.output_bytes(),
-        "saving": 1 - with_pred.output_bytes() / nopred.output_bytes(),
-        "no_predictor_seconds": nopred.best_op_s(),
-        "predictor2_seconds": with_pred.best_op_s(),
+def single_tier_figures(spec: InputSpec, tier: Tier, by: dict, cli_base_mb: float) -> dict:
+    """The three writers on one tier of one input."""
+    cases = {w: by[(spec.key, w, (tier,), "")] for w in WRITERS}
+    cli, bundled, ours = (cases[w] for w in WRITERS)
+    return {
+        "input": spec.key,
+        "tier": tier.value,
+        "seconds": _per_writer(cases, lambda c: c.seconds),
+        "process_seconds": _per_writer(cases, lambda c: c.best.wall_s),
+        "cpu_seconds": _per_writer(cases, lambda c: c.best.cpu_s),
+        "background_cores": _per_writer(cases, lambda c: c.best.background_cores),
+        "throughput_mb_s": _per_writer(cases, lambda c: spec.raw_bytes / MB / c.seconds),
+        "peak_rss_mb": _per_writer(cases, lambda c: c.peak_rss_mb),
+        "net_rss_mb": _per_writer(cases, lambda c: c.net_rss_mb(cli_base_mb)),
+        "output_bytes": _per_writer(cases, lambda c: c.output_bytes),
+        "throughput_ratio_vs_gdal_translate": cli.seconds / ours.seconds,
+        "throughput_ratio_vs_bundled": bundled.seconds / ours.seconds,
+        "cpu_ratio_vs_gdal_translate": ours.best.cpu_s / cli.best.cpu_s,
+        "memory_ratio_vs_gdal_translate": ours.peak_rss_mb / cli.peak_rss_mb,
+        "net_memory_ratio_vs_gdal_translate": (
+            ours.net_rss_mb(cli_base_mb) / cli.net_rss_mb(cli_base_mb)
+        ),
+        "memory_ratio_vs_bundled": ours.peak_rss_mb / bundled.peak_rss_mb,
     }
 
-    text.append("Single tier: time of the write (best of repeats) and throughput ratio")
-    text.append(
-        _table(
+
+def all_tiers_figures(spec: InputSpec, by: dict) -> dict:
+    """Ours writing every tier in one call against the sum of single-tier writes."""
+    ours_all = by[(spec.key, OURS, spec.tiers, "")]
+    singles = {w: [by[(spec.key, w, (t,), "")] for t in spec.tiers] for w in WRITERS}
+    sums = {w: sum(c.seconds for c in cs) for w, cs in singles.items()}
+    cpu_sums = {w: sum(c.best.cpu_s for c in cs) for w, cs in singles.items()}
+    return {
+        "input": spec.key,
+        "tiers": [t.value for t in spec.tiers],
+        "ours_all_seconds": ours_all.seconds,
+        "ours_all_cpu_seconds": ours_all.best.cpu_s,
+        "ours_all_background_cores": ours_all.best.background_cores,
+        "sum_of_single_tier_seconds": sums,
+        "sum_of_single_tier_cpu_seconds": cpu_sums,
+        "ratio_vs_sum_gdal_translate": ours_all.seconds / sums[CLI],
+        "ratio_vs_sum_bundled": ours_all.seconds / sums[BUNDLED],
+        "ratio_vs_sum_ours_single": ours_all.seconds / sums[OURS],
+        "cpu_ratio_vs_sum_gdal_translate": ours_all.best.cpu_s / cpu_sums[CLI],
+        "peak_rss_mb": ours_all.peak_rss_mb,
+        "max_single_tier_peak_rss_mb": {
+            w: max(c.peak_rss_mb for c in cs) for w, cs in singles.items()
+        },
+        "output_bytes": ours_all.samples[-1].outputs,
+    }
+
+
+def size_figures(spec: InputSpec, tier: Tier, by: dict) -> dict:
+    """Output sizes of one tier."""
+    ours_all = by[(spec.key, OURS, spec.tiers, "")]
+    return {
+        "input": spec.key,
+        "tier": tier.value,
+        "source_bytes": spec.path.stat().st_size,
+        "ours_bytes": by[(spec.key, OURS, (tier,), "")].output_bytes,
+        "ours_all_tiers_bytes": ours_all.samples[-1].outputs[f"cog.{tier.value}.tif"],
+        "gdal_translate_bytes": by[(spec.key, CLI, (tier,), "")].output_bytes,
+    }
+
+
+def predictor_figures(by: dict) -> dict:
+    """RGB analysis tier with PREDICTOR=2 against rio-cogeo's plain DEFLATE profile."""
+    with_pred = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "")]
+    without = by[("rgb", BUNDLED, (Tier.ANALYSIS,), "no-predictor")]
+    return {
+        "input": "rgb",
+        "tier": "analysis",
+        "deflate_predictor2_bytes": with_pred.output_bytes,
+        "deflate_no_predictor_bytes": without.output_bytes,
+        "saving": 1 - with_pred.output_bytes / without.output_bytes,
+        "predictor2_seconds": with_pred.seconds,
+        "no_predictor_seconds": without.seconds,
+    }
+
+
+def summarise(specs: list[InputSpec], cases: list[Case], cli_base_mb: float) -> dict[str, Any]:
+    """All figures derived from the measured cases."""
+    by = {(c.input_key, c.writer, c.tiers, c.label): c for c in cases}
+    return {
+        "single_tier": [single_tier_figures(s, t, by, cli_base_mb) for s in specs for t in s.tiers],
+        "all_tiers": [all_tiers_figures(s, by) for s in specs],
+        "sizes": [size_figures(s, t, by) for s in specs for t in s.tiers],
+        "predictor": predictor_figures(by),
+    }
+
+
+def render(figures: dict[str, Any], cli_base_mb: float) -> str:
+    """The figures as plain-text tables."""
+    single, all_tiers = figures["single_tier"], figures["all_tiers"]
+    sizes, pred = figures["sizes"], figures["predictor"]
+    out = ["Single tier: seconds of the write (best of repeats), throughput ratio ours/other"]
+    out.append(
+        table(
             [
                 "input",
                 "tier",
-                "gdal_translate s",
-                "bundled s",
-                "ours s",
-                "MB/s ours",
-                f"ours/gdal_translate (>={TARGET_THROUGHPUT})",
-                "ours/bundled",
+                "gdal_translate",
+                "bundled",
+                "ours",
+                "ours MB/s",
+                f"ratio vs gdal_translate (>={TARGET_THROUGHPUT})",
+                "vs bundled",
+                "CPU s gdal_translate",
+                "CPU s ours",
             ],
             [
                 [
                     r["input"],
                     r["tier"],
-                    f"{r['seconds'][CLI]:.2f}",
-                    f"{r['seconds'][BUNDLED]:.2f}",
-                    f"{r['seconds'][OURS]:.2f}",
+                    *(f"{r['seconds'][w]:.2f}" for w in WRITERS),
                     f"{r['throughput_mb_s'][OURS]:.1f}",
                     _vs_target(
                         r["throughput_ratio_vs_gdal_translate"],
                         r["throughput_ratio_vs_gdal_translate"] >= TARGET_THROUGHPUT,
                     ),
                     f"{r['throughput_ratio_vs_bundled']:.2f}",
+                    f"{r['cpu_seconds'][CLI]:.2f}",
+                    f"{r['cpu_seconds'][OURS]:.2f}",
                 ]
                 for r in single
             ],
         )
     )
-    text.append("")
-    text.append(
-        "Single tier: peak RSS of the child (worst of repeats); net = minus its RSS "
-        f"before the write (gdal_translate: {cli_base_mb:.0f} MB at --version)"
+    title = (
+        "Single tier: peak RSS in MB (worst of repeats); net = minus the RSS before the "
+        f"write (gdal_translate: {cli_base_mb:.0f} MB, its RSS for --version)"
     )
-    text.append(
-        _table(
+    out += ["", title]
+    out.append(
+        table(
             [
                 "input",
                 "tier",
-                "gdal_translate MB",
-                "bundled MB",
-                "ours MB",
-                f"ours/gdal_translate (<={TARGET_MEMORY})",
-                "net ours/gdal_translate",
+                "gdal_translate",
+                "bundled",
+                "ours",
+                f"ratio ours/gdal_translate (<={TARGET_MEMORY})",
+                "net ratio",
                 "ours/bundled",
             ],
             [
                 [
                     r["input"],
                     r["tier"],
-                    f"{r['peak_rss_mb'][CLI]:.0f}",
-                    f"{r['peak_rss_mb'][BUNDLED]:.0f}",
-                    f"{r['peak_rss_mb'][OURS]:.0f}",
+                    *(f"{r['peak_rss_mb'][w]:.0f}" for w in WRITERS),
                     _vs_target(
                         r["memory_ratio_vs_gdal_translate"],
                         r["memory_ratio_vs_gdal_translate"] <= TARGET_MEMORY,
@@ -591,22 +668,24 @@ def summarise(
             ],
         )
     )
-    text.append("")
-    text.append(
-        "All applicable tiers of one source: ours in one call vs the sum of single-tier runs"
+    title = (
+        "All applicable tiers: ours in one call vs the sum of the single-tier writes "
+        "(seconds; ratio = ours all / sum)"
     )
-    text.append(
-        _table(
+    out += ["", title]
+    out.append(
+        table(
             [
                 "input",
                 "tiers",
-                "ours all s",
-                "sum gdal_translate s",
-                "sum bundled s",
-                "sum ours single s",
-                f"ours all/sum gdal_translate (<={TARGET_ALL_TIERS})",
-                "/sum bundled",
-                "/sum ours single",
+                "ours all",
+                "sum gdal_translate",
+                "sum bundled",
+                "sum ours single",
+                f"ratio vs gdal_translate (<={TARGET_ALL_TIERS})",
+                "vs bundled",
+                "vs ours single",
+                "CPU ratio vs gdal_translate",
                 "peak RSS MB",
             ],
             [
@@ -614,34 +693,24 @@ def summarise(
                     r["input"],
                     "+".join(t[:3] for t in r["tiers"]),
                     f"{r['ours_all_seconds']:.2f}",
-                    f"{r['sum_of_single_tier_seconds'][CLI]:.2f}",
-                    f"{r['sum_of_single_tier_seconds'][BUNDLED]:.2f}",
-                    f"{r['sum_of_single_tier_seconds'][OURS]:.2f}",
+                    *(f"{r['sum_of_single_tier_seconds'][w]:.2f}" for w in WRITERS),
                     _vs_target(
                         r["ratio_vs_sum_gdal_translate"],
                         r["ratio_vs_sum_gdal_translate"] <= TARGET_ALL_TIERS,
                     ),
                     f"{r['ratio_vs_sum_bundled']:.2f}",
                     f"{r['ratio_vs_sum_ours_single']:.2f}",
+                    f"{r['cpu_ratio_vs_sum_gdal_translate']:.2f}",
                     f"{r['peak_rss_mb']:.0f}",
                 ]
                 for r in all_tiers
             ],
         )
     )
-    text.append("")
-    text.append("Output sizes (MB; ratio = output / source)")
-    text.append(
-        _table(
-            [
-                "input",
-                "tier",
-                "source MB",
-                "ours MB",
-                "ratio",
-                "ours (all-tiers call) MB",
-                "gdal_translate MB",
-            ],
+    out += ["", "Output sizes in MB (ratio = output / source file)"]
+    out.append(
+        table(
+            ["input", "tier", "source", "ours", "ratio", "ours, all-tiers call", "gdal_translate"],
             [
                 [
                     r["input"],
@@ -656,23 +725,22 @@ def summarise(
             ],
         )
     )
-    text.append("")
-    text.append(
-        "RGB analysis tier: DEFLATE + PREDICTOR=2 is "
-        f"{predictor['deflate_predictor2_bytes'] / MB:.1f} MB vs "
-        f"{predictor['deflate_no_predictor_bytes'] / MB:.1f} MB without a predictor "
-        "(rio-cogeo's 'deflate' profile): "
-        f"{100 * predictor['saving']:.1f}% smaller "
-        f"(write time {predictor['predictor2_seconds']:.2f} s vs "
-        f"{predictor['no_predictor_seconds']:.2f} s, bundled GDAL)"
+    out += [
+        "",
+        (
+            f"RGB analysis tier: DEFLATE + PREDICTOR=2 {pred['deflate_predictor2_bytes'] / MB:.1f} MB "
+            f"vs {pred['deflate_no_predictor_bytes'] / MB:.1f} MB without a predictor (rio-cogeo's "
+            f"'deflate' profile): {100 * pred['saving']:.1f}% smaller; write "
+            f"{pred['predictor2_seconds']:.2f} s vs {pred['no_predictor_seconds']:.2f} s (bundled GDAL)"
+        ),
+    ]
+    background = [s for r in single for s in r["background_cores"].values()]
+    note = (
+        f"Other processes used {statistics.median(background):.2f} cores (median, "
+        f"max {max(background):.2f}) during the best samples."
     )
-    figures = {
-        "single_tier": single,
-        "all_tiers": all_tiers,
-        "sizes": sizes,
-        "predictor": predictor,
-    }
-    return figures, "\n".join(text)
+    out += ["", note]
+    return "\n".join(out)
 
 
 # ------------------------------------------------------------------------------ main
@@ -702,17 +770,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Generate the inputs if needed, measure, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2000x2000 inputs, a smoke test")
-    parser.add_argument("--repeat", type=int, help="runs per measurement (default 2, quick 3)")
+    parser.add_argument("--repeat", type=int, help="runs per measurement (default 3)")
     parser.add_argument("--cachemax", type=int, default=512, help="GDAL_CACHEMAX in MB")
     parser.add_argument("--threads", default="ALL_CPUS", help="NUM_THREADS / GDAL_NUM_THREADS")
     parser.add_argument("--output", type=Path, help=f"JSON results (default {RESULTS_PATH.name})")
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait for other processes to go quiet before each run",
+    )
     parser.add_argument("--keep-outputs", action="store_true", help="keep the written COGs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return 0
-    repeat = args.repeat or (3 if args.quick else 2)
+    repeat = args.repeat or 3
     output = args.output or (QUICK_RESULTS_PATH if args.quick else RESULTS_PATH)
     if shutil.which(CLI) is None:
         parser.error(f"{CLI} is not on PATH (apt-get install gdal-bin)")
@@ -726,7 +800,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "GDAL_NUM_THREADS": args.threads,
         "NUM_THREADS (creation option)": args.threads,
         "repeat": repeat,
-        "time": "best of repeats",
+        "time": "best of repeats; in-child time of the write for Python children",
+        "quiet gate": f"wait up to {args.max_wait:.0f} s for other processes < 0.25 cores",
         "memory": "worst of repeats (ru_maxrss of a fresh child)",
         "quick": args.quick,
     }
@@ -739,24 +814,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()))
     print("machine:  " + ", ".join(f"{k}={v}" for k, v in machine.items()))
 
-    cli_base = run_child([CLI, "--version"], env, None).maxrss_mb
+    cli_base = run_child([CLI, "--version"], env).maxrss_mb
     out_root = DATA_DIR / "out"
     cases = list(build_cases(specs))
     spec_by_key = {s.key: s for s in specs}
     for rep in range(repeat):
         for case in cases:
-            sample = run_case(case, spec_by_key[case.input_key], env, args.threads, out_root)
+            spec = spec_by_key[case.input_key]
+            sample = run_case(case, spec, env, args.threads, out_root, args.max_wait)
             print(
-                f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:8.2f} s "
-                f"{sample.maxrss_mb:7.0f} MB",
+                f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:7.2f} s "
+                f"{sample.cpu_s:7.2f} cpu-s {sample.maxrss_mb:6.0f} MB "
+                f"(others: {sample.background_cores:.2f} cores)",
                 flush=True,
             )
     if not args.keep_outputs:
         shutil.rmtree(out_root, ignore_errors=True)
 
-    figures, text = summarise(specs, cases, cli_base)
+    figures = summarise(specs, cases, cli_base)
     print()
-    print(text)
+    print(render(figures, cli_base))
     results = {
         "settings": settings,
         "machine": machine,

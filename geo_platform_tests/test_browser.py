@@ -206,7 +206,7 @@ def _launch_from_catalog(page, base_url: str) -> str:
     page.goto(f"{base_url}/assets")
     for name in ("raster_validation", "cog_analysis"):
         _select_asset(page, name)
-    page.get_by_role("button", name=re.compile(r"^Materialize selected")).click()
+    page.get_by_role("button", name="Materialize selected").click()
 
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Launch runs to materialize 2 assets").wait_for()

@@ -26,6 +26,8 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "stac_item:item_valid",
     }
     assert definitions.resolve_sensor_def("bronze_rasters").job_name == "raster_ingest"
+    automation = definitions.resolve_sensor_def("default_automation_condition_sensor")
+    assert automation.default_status == dg.DefaultSensorStatus.RUNNING
     assert definitions.resolve_job_def("raster_ingest") is not None
     for key in ("raster_validation", "cog_analysis", "stac_item"):
         node = graph.get(dg.AssetKey(key))

@@ -10,7 +10,7 @@ import os
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,6 +74,55 @@ class LimitSettings(BaseSettings):
     max_pixels: int = Field(default=2_000_000_000, gt=0)
     max_file_bytes: int = Field(default=20 * 1024**3, gt=0)
     max_bands: int = Field(default=64, gt=0)
+
+
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    # Azurite's published development key: not a secret.
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+)
+
+
+class PostgresSettings(BaseSettings):
+    """PostgreSQL of the production profile; defaults are what `make services` starts."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_PG_")
+
+    host: str = "127.0.0.1"
+    port: int = 5432
+    user: str = "geo_platform"
+    password: SecretStr = SecretStr("geo_platform")
+    # PostGIS tables and the pgSTAC schema.
+    database: str = "geo_platform"
+    # The Dagster instance (runs, events, schedules).
+    dagster_database: str = "dagster"
+
+    def dsn(self, database: str | None = None) -> str:
+        """A libpq URL, password included: never log it."""
+        return (
+            f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/"
+            f"{database or self.database}"
+        )
+
+    def redacted_dsn(self, database: str | None = None) -> str:
+        return f"postgresql://{self.user}:***@{self.host}:{self.port}/{database or self.database}"
+
+
+class AzureSettings(BaseSettings):
+    """Azure Blob Storage of the production profile; defaults to the local Azurite."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_AZURE_")
+
+    connection_string: SecretStr = SecretStr(AZURITE_CONNECTION_STRING)
+
+
+def get_postgres_settings() -> PostgresSettings:
+    return PostgresSettings()
+
+
+def get_azure_settings() -> AzureSettings:
+    return AzureSettings()
 
 
 def get_platform_settings() -> PlatformSettings:

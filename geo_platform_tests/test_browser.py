@@ -15,6 +15,7 @@ download does not work here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -128,7 +129,7 @@ def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
 
 
 @pytest.fixture
-def instance(platform_env):
+def ui_instance(platform_env):
     import dagster as dg
 
     with dg.DagsterInstance.get() as inst:
@@ -136,17 +137,29 @@ def instance(platform_env):
         yield inst
 
 
-@pytest.fixture
-def dagster_dev(platform_env, instance) -> Iterator[DagsterDev]:
+def _graphql(url: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)["data"]
+
+
+_LOCATIONS_QUERY = """{ workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message stack } }
+} } } }"""
+
+
+def _start_dagster_dev(env: dict[str, str], folder: Path) -> DagsterDev | None:
+    """``dagster dev`` on a free port, ready and with its code location loaded.
+
+    None when another process took the port between choosing and binding it.
+    """
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    out, err = platform_env["tmp"] / "dagster_dev.out", platform_env["tmp"] / "dagster_dev.err"
-    env = dict(
-        os.environ,
-        DAGSTER_HOME=str(platform_env["dagster_home"]),
-        GEO_PLATFORM_DATA_DIR=str(platform_env["data_dir"]),
-    )
-    env.pop("GEO_PLATFORM_PROFILE", None)  # the embedded profile
+    out, err = folder / f"dagster_dev.{port}.out", folder / f"dagster_dev.{port}.err"
     dagster = Path(sys.executable).with_name("dagster")
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
@@ -156,7 +169,8 @@ def dagster_dev(platform_env, instance) -> Iterator[DagsterDev]:
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            preexec_fn=_reset_signals,
+            # Runs before Playwright starts any thread; see _reset_signals.
+            preexec_fn=_reset_signals,  # noqa: PLW1509
             start_new_session=True,
         )
     server = DagsterDev(proc, url, out, err)
@@ -165,18 +179,53 @@ def dagster_dev(platform_env, instance) -> Iterator[DagsterDev]:
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"dagster dev exited with {proc.returncode}\n{server.logs()}")
-            try:
-                with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
+            if "address already in use" in _tail(err, 20_000):
+                _stop_process_group(proc)
+                return None
+            # Our webserver, not whatever else may answer on that port.
+            if f"Serving dagster-webserver on {url}" in _tail(out, 100_000):
+                try:
+                    data = _graphql(url, _LOCATIONS_QUERY)
+                except OSError:
+                    data = None
+                entries = (data or {}).get("workspaceOrError", {}).get("locationEntries") or []
+                if entries and all(e["loadStatus"] == "LOADED" for e in entries):
+                    errors = [
+                        f"{e['name']}: {e['locationOrLoadError']['message']}"
+                        f"{e['locationOrLoadError']['stack']}"
+                        for e in entries
+                        if e["locationOrLoadError"]["__typename"] == "PythonError"
+                    ]
+                    if errors:
+                        pytest.fail("code location failed to load:\n" + "\n".join(errors))
+                    return server
             if time.monotonic() > deadline:
-                pytest.fail(f"dagster dev did not answer in {SERVER_TIMEOUT_S} s\n{server.logs()}")
+                pytest.fail(f"dagster dev not ready in {SERVER_TIMEOUT_S} s\n{server.logs()}")
             time.sleep(0.5)
+    except BaseException:
+        _stop_process_group(proc)
+        raise
+
+
+@pytest.fixture
+def dagster_dev(platform_env, ui_instance) -> Iterator[DagsterDev]:
+    env = dict(
+        os.environ,
+        DAGSTER_HOME=str(platform_env["dagster_home"]),
+        GEO_PLATFORM_DATA_DIR=str(platform_env["data_dir"]),
+    )
+    for name in ("GEO_PLATFORM_PROFILE", "GEO_PLATFORM_COLLECTIONS_FILE"):
+        env.pop(name, None)  # the embedded profile, default collections file
+    for _attempt in range(3):
+        server = _start_dagster_dev(env, platform_env["tmp"])
+        if server is not None:
+            break
+    else:
+        pytest.fail("dagster dev found no free port in 3 attempts")
+    try:
         yield server
     finally:
-        _stop_process_group(proc)
+        _stop_process_group(server.proc)
 
 
 @pytest.fixture
@@ -217,9 +266,9 @@ def _launch_from_catalog(page, base_url: str) -> str:
     dialog.get_by_text("1 partition", exact=True).wait_for()
 
     dialog.get_by_role("button", name="Launch 1 run").click()
-    # The toast "Launched run <id> [View]" leads to the run page.
+    # The toast "Launched run <id> [View]" links to the run page.
     page.get_by_text(re.compile(r"^Launched run ")).wait_for()
-    page.get_by_role("button", name="View", exact=True).click()
+    page.get_by_role("link", name="View", exact=True).click()
     page.wait_for_url(re.compile(r"/runs/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[-1]
 
@@ -232,19 +281,22 @@ def _wait_for_run_outcome(page) -> str:
 
 
 def _ui_failure(page, tmp_path: Path, server: DagsterDev, what: str) -> str:
+    from playwright.sync_api import Error as PlaywrightError
+
     shot = tmp_path / "failure.png"
     try:
         page.screenshot(path=str(shot), full_page=True)
         text = page.inner_text("body")[-6000:]
         where = page.url
-    except Exception as e:  # the browser itself may be gone
+    except PlaywrightError as e:  # the browser itself may be gone
         text, where = f"(page unavailable: {e})", "?"
     return f"{what}\nURL: {where}\nscreenshot: {shot}\n--- page text ---\n{text}\n{server.logs()}"
 
 
 def test_materialize_cog_analysis_partition_from_ui(
-    platform_env, instance, dagster_dev: DagsterDev, page
+    platform_env, ui_instance, dagster_dev: DagsterDev, page
 ):
+    instance = ui_instance
     import dagster as dg
 
     tmp_path = platform_env["tmp"]

@@ -26,7 +26,9 @@ def main() -> None:
 
 @main.command("ingest")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--collection", default="default", show_default=True, help="Collection (first key segment).")
+@click.option(
+    "--collection", default="default", show_default=True, help="Collection (first key segment)."
+)
 @click.option(
     "--tiers",
     "output_tier",
@@ -72,7 +74,9 @@ def stac_group() -> None:
 @click.option("--bbox", help="W,S,E,N in degrees.")
 @click.option("--datetime", "datetime_", help="Instant or range A/B (open ends: ..).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
-def stac_search(collections: tuple[str, ...], bbox: str | None, datetime_: str | None, limit: int) -> None:
+def stac_search(
+    collections: tuple[str, ...], bbox: str | None, datetime_: str | None, limit: int
+) -> None:
     """Print matching items as a GeoJSON FeatureCollection."""
     from geo_platform.resources import build_resources
     from geo_platform.resources.stac_catalog import parse_datetime_range

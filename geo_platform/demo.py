@@ -32,7 +32,9 @@ def run_demo(settings: PlatformSettings) -> int:
     catalog = build_resources(settings)["stac_catalog"]
     items = catalog.search(collections=[DEMO_COLLECTION], limit=None)
     prices = get_price_settings()
-    click.echo(f"\nSTAC catalog ({settings.catalog_path}): {len(items)} items in '{DEMO_COLLECTION}'")
+    click.echo(
+        f"\nSTAC catalog ({settings.catalog_path}): {len(items)} items in '{DEMO_COLLECTION}'"
+    )
     total_cost = 0.0
     for item in items:
         click.echo(f"  item {item['collection']}/{item['id']}  {item['properties']['datetime']}")

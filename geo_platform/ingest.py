@@ -109,7 +109,8 @@ def _outcome(source: Path, key: str, result: dg.ExecuteInProcessResult) -> Inges
     if result.success:
         metadata = {
             event.asset_key.to_user_string(): {
-                k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()
+                k: v.value
+                for k, v in event.step_materialization_data.materialization.metadata.items()
             }
             for event in result.get_asset_materialization_events()
         }

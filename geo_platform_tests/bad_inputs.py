@@ -26,7 +26,13 @@ def not_an_image(target: Path) -> Path:
 
 def no_crs(target: Path) -> Path:
     with rasterio.open(
-        target, "w", driver="GTiff", width=64, height=64, count=1, dtype="uint8",
+        target,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint8",
         transform=from_origin(500000, 5500000, 10, 10),
     ) as dst:
         dst.write(np.ones((1, 64, 64), dtype="uint8"))

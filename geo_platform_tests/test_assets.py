@@ -35,11 +35,13 @@ def _materialize(instance, key, selection, run_config=None):
 def test_a_float_raster_skips_visualization_with_the_reason(settings, instance, real_rasters):
     _land(settings, real_rasters, "image_float.tif", "dem/float.tif")
     result = _materialize(
-        instance, "dem/float.tif", ["raster_validation", "cog_visualization", "cog_analysis", "stac_item"]
+        instance,
+        "dem/float.tif",
+        ["raster_validation", "cog_visualization", "cog_analysis", "stac_item"],
     )
     assert result.success
     viz = result.asset_materializations_for_node("cog_tiers")
-    skipped = [m for m in viz if m.asset_key == dg.AssetKey("cog_visualization")][0]
+    skipped = next(m for m in viz if m.asset_key == dg.AssetKey("cog_visualization"))
     assert "3-band uint8" in skipped.metadata["skipped"].value
     assert not (settings.blob_root / "silver" / "dem" / "float.visualization.tif").exists()
     assert (settings.blob_root / "silver" / "dem" / "float.analysis.tif").exists()
@@ -58,7 +60,10 @@ def test_run_config_output_tier_writes_only_what_it_names(settings, instance, re
     assert result.success
     assert (settings.blob_root / "silver" / "rgb" / "a.visualization.tif").exists()
     assert not (settings.blob_root / "archive" / "rgb" / "a.archive.tif").exists()
-    checks = {(c.asset_key.to_user_string(), c.check_name): c.passed for c in result.get_asset_check_evaluations()}
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed
+        for c in result.get_asset_check_evaluations()
+    }
     assert checks[("cog_visualization", "valid_cog")] is True
     assert checks[("stac_item", "item_valid")] is True
 
@@ -66,14 +71,18 @@ def test_run_config_output_tier_writes_only_what_it_names(settings, instance, re
 def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_rasters):
     _land(settings, real_rasters, "image_rgb.tif", "rgb/b.tif")
     assert _materialize(instance, "rgb/b.tif", ["raster_validation", "cog_archive"]).success
-    assert _materialize(instance, "rgb/b.tif", ["raster_validation", "cog_analysis", "stac_item"]).success
+    assert _materialize(
+        instance, "rgb/b.tif", ["raster_validation", "cog_analysis", "stac_item"]
+    ).success
     item = build_resources()["stac_catalog"].get_item("rgb", "b")
     assert set(item["assets"]) == {"analysis", "archive"}
 
 
 def test_invalid_input_fails_without_retry_and_names_the_blob(settings, instance, real_rasters):
     _land(settings, real_rasters, "nontiff.jpg", "bad/nontiff.jpg")
-    result = _materialize(instance, "bad/nontiff.jpg", ["raster_validation", "cog_analysis", "stac_item"])
+    result = _materialize(
+        instance, "bad/nontiff.jpg", ["raster_validation", "cog_analysis", "stac_item"]
+    )
     assert not result.success
     failures = [e for e in result.all_events if e.is_step_failure]
     assert len(failures) == 1

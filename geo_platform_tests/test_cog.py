@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
@@ -15,7 +13,9 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("name", sorted(REAL_RASTER_TIERS))
-def test_every_tier_is_a_valid_cog_and_lossless_tiers_keep_every_pixel(real_rasters, tmp_path, name):
+def test_every_tier_is_a_valid_cog_and_lossless_tiers_keep_every_pixel(
+    real_rasters, tmp_path, name
+):
     tiers = [Tier(t) for t in sorted(REAL_RASTER_TIERS[name])]
     cogs = write_cog_tiers(real_rasters / name, tiers, tmp_path)
     assert set(cogs) == set(tiers)
@@ -54,7 +54,9 @@ def test_single_tier_and_shared_overview_paths_hold_the_same_pixels(real_rasters
 
 
 def test_compare_pixels_notices_a_changed_pixel(real_rasters, tmp_path):
-    cog = write_cog_tiers(real_rasters / "image_nodata.tif", [Tier.ANALYSIS], tmp_path)[Tier.ANALYSIS]
+    cog = write_cog_tiers(real_rasters / "image_nodata.tif", [Tier.ANALYSIS], tmp_path)[
+        Tier.ANALYSIS
+    ]
     with rasterio.open(cog.path) as src:
         profile, data = src.profile, src.read()
     data[0, 10, 10] += 1

@@ -53,7 +53,7 @@ def test_every_real_raster_goes_all_the_way(settings, copy_real):
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
-    west, south, east, north = collection["extent"]["spatial"]["bbox"][0]
+    west, _, _, north = collection["extent"]["spatial"]["bbox"][0]
     assert west <= min(i["bbox"][0] for i in items.values())
     assert north >= max(i["bbox"][3] for i in items.values())
 
@@ -68,7 +68,10 @@ def test_bad_files_fail_alone_with_their_reason(settings, copy_real, real_raster
     bad_inputs.not_an_image(folder / "readings.tif")
     sources = {p.name: p.read_bytes() for p in folder.iterdir()}
 
-    outcomes = {o.blob_key: o for o in ingest([folder], collection="batch", output_tier=None, settings=settings)}
+    outcomes = {
+        o.blob_key: o
+        for o in ingest([folder], collection="batch", output_tier=None, settings=settings)
+    }
     assert outcomes["batch/image_rgb.tif"].ok and outcomes["batch/image_float.tif"].ok
     expected = {
         "nontiff.jpg": "not georeferenced",
@@ -89,14 +92,20 @@ def test_bad_files_fail_alone_with_their_reason(settings, copy_real, real_raster
     for name, data in sources.items():
         assert (settings.blob_root / "bronze" / "batch" / name).read_bytes() == data
     catalog = build_resources(settings)["stac_catalog"]
-    assert sorted(i["id"] for i in catalog.search(collections=["batch"])) == ["image_float", "image_rgb"]
+    assert sorted(i["id"] for i in catalog.search(collections=["batch"])) == [
+        "image_float",
+        "image_rgb",
+    ]
 
 
 def test_reingesting_leaves_one_item_and_the_same_bytes(settings, copy_real):
     folder = copy_real("image_rgb_mask.tif")
     ingest([folder], collection="again", output_tier=None, settings=settings)
     key = "again/image_rgb_mask.tif"
-    first = {t: sha256_file(_tier_path(settings, t, key)) for t in ("visualization", "analysis", "archive")}
+    first = {
+        t: sha256_file(_tier_path(settings, t, key))
+        for t in ("visualization", "analysis", "archive")
+    }
     catalog = build_resources(settings)["stac_catalog"]
     item_before = catalog.get_item("again", "image_rgb_mask")
     outcomes = ingest([folder], collection="again", output_tier=None, settings=settings)
@@ -122,7 +131,13 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
 def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
     ingest([copy_real("image_rgba.tif")], collection="ui", output_tier=None, settings=settings)
     key = "ui/image_rgba.tif"
-    for asset in ("raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"):
+    for asset in (
+        "raster_validation",
+        "cog_visualization",
+        "cog_analysis",
+        "cog_archive",
+        "stac_item",
+    ):
         event = instance.get_latest_materialization_event(dg.AssetKey(asset))
         assert event is not None and event.dagster_event.partition == key, asset
     viz = instance.get_latest_materialization_event(dg.AssetKey("cog_visualization"))
@@ -136,7 +151,10 @@ def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         [dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")]
     )
-    assert checks[dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")].status.value == "SUCCEEDED"
+    assert (
+        checks[dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")].status.value
+        == "SUCCEEDED"
+    )
 
 
 def test_cli_ingest_and_search(settings, copy_real, real_rasters, tmp_path):
@@ -148,14 +166,18 @@ def test_cli_ingest_and_search(settings, copy_real, real_rasters, tmp_path):
     assert "ok      cli/image_web.tif  (analysis" in good.output
     assert "2 ok, 0 failed" in good.output
 
-    mixed = runner.invoke(main, ["ingest", str(folder / "image_web.tif"), str(bad), "--collection", "cli"])
+    mixed = runner.invoke(
+        main, ["ingest", str(folder / "image_web.tif"), str(bad), "--collection", "cli"]
+    )
     assert mixed.exit_code == 1
     assert "failed  cli/nontiff.jpg: bronze/cli/nontiff.jpg: not georeferenced" in mixed.output
     assert "1 ok, 1 failed" in mixed.output
 
     web = rasterio.open(folder / "image_web.tif")
     w, s, e, n = rasterio.warp.transform_bounds(web.crs, "EPSG:4326", *web.bounds)
-    found = runner.invoke(main, ["stac", "search", "--bbox", f"{w},{s},{e},{n}", "--collection", "cli"])
+    found = runner.invoke(
+        main, ["stac", "search", "--bbox", f"{w},{s},{e},{n}", "--collection", "cli"]
+    )
     assert found.exit_code == 0, found.output
     collection = json.loads(found.output)
     assert collection["type"] == "FeatureCollection"

@@ -43,7 +43,13 @@ def test_new_rasters_become_partitions_and_runs_once(settings, instance, bronze,
     assert result.dynamic_partitions_requests[0].partition_keys == ["dem/b.tif", "drone/a.tif"]
     assert len({r.run_key for r in result.run_requests}) == 2
     selection = {k.to_user_string() for k in result.run_requests[0].asset_selection}
-    assert selection == {"raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"}
+    assert selection == {
+        "raster_validation",
+        "cog_visualization",
+        "cog_analysis",
+        "cog_archive",
+        "stac_item",
+    }
 
     again, _ = _tick(instance, store, result.cursor)
     assert again.run_requests == []
@@ -94,7 +100,9 @@ def test_collection_output_tier_narrows_the_run(settings, instance, bronze, real
     assert selection == {"raster_validation", "cog_archive", "stac_item"}
 
 
-def test_blobs_already_ingested_by_the_cli_are_not_run_again(settings, instance, copy_real, real_rasters):
+def test_blobs_already_ingested_by_the_cli_are_not_run_again(
+    settings, instance, copy_real, real_rasters
+):
     from geo_platform.ingest import ingest
 
     ingest([copy_real("image_rgb.tif")], collection="cli", output_tier=None, settings=settings)

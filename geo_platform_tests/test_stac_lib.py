@@ -19,11 +19,12 @@ FALLBACK = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
 def _item(real_rasters, tmp_path, name):
     tiers = [Tier(t) for t in REAL_RASTER_TIERS[name]]
     cogs = write_cog_tiers(real_rasters / name, tiers, tmp_path)
-    refs = [
-        TierRef(t, str(c.path), str(c.path), c.size_bytes, c.sha256) for t, c in cogs.items()
-    ]
+    refs = [TierRef(t, str(c.path), str(c.path), c.size_bytes, c.sha256) for t, c in cogs.items()]
     item = build_item(
-        str(cogs[Tier.ANALYSIS].path), f"real/{name}", refs, source_sha256="0" * 64,
+        str(cogs[Tier.ANALYSIS].path),
+        f"real/{name}",
+        refs,
+        source_sha256="0" * 64,
         fallback_datetime=FALLBACK,
     )
     return item, cogs
@@ -76,4 +77,6 @@ def test_collection_summary_has_extent_and_cost_per_tier(real_rasters, tmp_path)
     assert report["tiers"]["analysis"]["items"] == 2
     archive_bytes = rgb["assets"]["archive"]["file:size"] + dem["assets"]["archive"]["file:size"]
     assert report["tiers"]["archive"]["bytes"] == archive_bytes
-    assert report["tiers"]["archive"]["cost_per_month_usd"] == pytest.approx(archive_bytes / 1e9 * 0.5)
+    assert report["tiers"]["archive"]["cost_per_month_usd"] == pytest.approx(
+        archive_bytes / 1e9 * 0.5
+    )

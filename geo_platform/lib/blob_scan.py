@@ -35,9 +35,7 @@ class ScanResult:
     cursor: ScanCursor
 
 
-def scan(
-    blobs: Iterable[tuple[str, str]], cursor: ScanCursor, *, max_runs: int
-) -> ScanResult:
+def scan(blobs: Iterable[tuple[str, str]], cursor: ScanCursor, *, max_runs: int) -> ScanResult:
     """Compare ``(key, etag)`` pairs with the cursor; at most ``max_runs`` keys per call.
 
     The new cursor is the old one merged with what this call handled, so blobs

@@ -1,9 +1,9 @@
 """Per-collection settings, from a small YAML file::
 
-    landsat:
-      output_tier: analysis
-    drone:
-      output_tier: both
+landsat:
+  output_tier: analysis
+drone:
+  output_tier: both
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def check_key(key: str) -> str:
 
 
 class LocalBlobStore(BlobStore):
-    """Blobs as files: ``<root>/<container>/<key>``, metadata beside them in ``<root>/.metadata``."""
+    """Blobs as files, ``<root>/<container>/<key>``; metadata in ``<root>/.metadata``."""
 
     root: str
 

@@ -1,6 +1,5 @@
 """Tier storage: puts each COG in its tier's container and hands downstream a reference."""
 
-
 from dataclasses import dataclass
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Raster assets: validate a bronze blob, then write its COG tiers."""
 
-
 import tempfile
 from collections.abc import Iterator
 
@@ -24,7 +23,8 @@ from .partitions import raster_partitions
 
 TIER_ASSETS = {tier: dg.AssetKey(f"cog_{tier.value}") for tier in Tier}
 _TIER_DESCRIPTIONS = {
-    Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. Container: silver.",
+    Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. "
+    "Container: silver.",
     Tier.ANALYSIS: "Lossless DEFLATE COG (predictor 2, 3 for floats). Container: silver.",
     Tier.ARCHIVE: "Lossless LZW COG, cheap to write, cool storage. Container: archive.",
 }
@@ -136,7 +136,10 @@ def cog_tiers(
     requested = requested_tiers(collection_id(key), config.output_tier, collections)
     to_write = [t for t in selected if t in requested and info.applicable[t.value]]
     prices = get_price_settings()
-    with tempfile.TemporaryDirectory(prefix="cog-") as tmp, blob_store.local_file(BRONZE, key) as src:
+    with (
+        tempfile.TemporaryDirectory(prefix="cog-") as tmp,
+        blob_store.local_file(BRONZE, key) as src,
+    ):
         try:
             cogs = write_cog_tiers(src, to_write, tmp, name=f"{BRONZE}/{key}") if to_write else {}
         except InvalidInputError as e:
@@ -189,7 +192,10 @@ def _tier_checks(
             asset_key=asset_key,
             check_name="valid_cog",
             passed=bool(is_valid),
-            metadata={"errors": "; ".join(errors) or "none", "warnings": "; ".join(warnings) or "none"},
+            metadata={
+                "errors": "; ".join(errors) or "none",
+                "warnings": "; ".join(warnings) or "none",
+            },
         )
     if TIER_SPECS[tier].lossless and _selected(context, asset_key, "lossless"):
         comparison = compare_pixels(source, cog.path)

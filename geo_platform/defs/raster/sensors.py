@@ -1,6 +1,5 @@
 """Notice rasters landing in bronze and request their runs."""
 
-
 import dagster as dg
 
 from geo_platform.defs.raster.assets import SOURCE_ETAG, TIER_ASSETS

@@ -1,6 +1,5 @@
 """STAC assets: one item per raster, and the collections kept current."""
 
-
 import dagster as dg
 
 from geo_platform.defs.raster.assets import TIER_ASSETS

@@ -96,7 +96,9 @@ def write_cog_tiers(
             if len(tiers) == 1:
                 (tier,) = tiers
                 opts = creation_options(tier, dtype, threads)
-                rasterio.shutil.copy(src, outputs[tier], driver="COG", RESAMPLING=resampling, **opts)
+                rasterio.shutil.copy(
+                    src, outputs[tier], driver="COG", RESAMPLING=resampling, **opts
+                )
             else:
                 with tempfile.TemporaryDirectory(dir=out_dir, prefix=".overviews-") as tmp:
                     intermediate = _write_intermediate(src, Path(tmp) / "source.tif", threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def compare_pixels(source: str | Path, copy: str | Path) -> Comparison:
             if not (va == vb or _both_nan(va, vb)):
                 problems.append(f"{attr} differs: {va} vs {vb}")
         if a.scales != b.scales or a.offsets != b.offsets:
-            problems.append(f"scale/offset differ: {a.scales}/{a.offsets} vs {b.scales}/{b.offsets}")
+            problems.append(
+                f"scale/offset differ: {a.scales}/{a.offsets} vs {b.scales}/{b.offsets}"
+            )
         if a.colorinterp and a.colorinterp[0].name == "palette" and a.colormap(1) != b.colormap(1):
             problems.append("colormap differs")
         if problems:
@@ -40,4 +43,4 @@ def compare_pixels(source: str | Path, copy: str | Path) -> Comparison:
 
 
 def _both_nan(a: object, b: object) -> bool:
-    return isinstance(a, float) and isinstance(b, float) and a != a and b != b
+    return isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)

@@ -23,8 +23,9 @@ def thumbnail_png(path: str | Path, size: int = THUMBNAIL_SIZE) -> bytes:
         bands = list(range(1, min(src.count, 3) + 1))
         if src.colorinterp[-1].name == "alpha" and len(bands) == src.count:
             bands = bands[:-1] or [1]
-        data = src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest,
-                        masked=True)
+        data = src.read(
+            bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest, masked=True
+        )
         mask = src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
         if src.colorinterp[0].name == "palette":
             rgb = _apply_colormap(data[0].filled(0), src.colormap(1))

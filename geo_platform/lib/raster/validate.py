@@ -140,9 +140,7 @@ def _check_dimensions(src: rasterio.DatasetReader, name: str, limits: LimitSetti
     if src.count == 0:
         raise InvalidInputError(name, "raster has no bands")
     if src.count > limits.max_bands:
-        raise InvalidInputError(
-            name, f"{src.count} bands, over the limit of {limits.max_bands}"
-        )
+        raise InvalidInputError(name, f"{src.count} bands, over the limit of {limits.max_bands}")
 
 
 def _check_georeferencing(src: rasterio.DatasetReader, name: str) -> None:

@@ -33,7 +33,7 @@ def validate_item(item: dict[str, Any]) -> list[str]:
         problems.append(f"schema: {where}: {error.message[:200]}")
     try:
         pystac.Item.from_dict(item, preserve_dict=True)
-    except Exception as e:  # pystac raises many types for malformed items
+    except Exception as e:  # noqa: BLE001 - pystac raises many types for malformed items
         problems.append(f"pystac: {e}")
     for key, asset in item.get("assets", {}).items():
         size = asset.get("file:size")

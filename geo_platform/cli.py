@@ -102,6 +102,21 @@ def stac_search(
     sys.stdout.write("\n")
 
 
+@main.command("doctor")
+def doctor_command() -> None:
+    """Check what the active profile needs; one line per check, with a fix for each failure."""
+    from geo_platform.doctor import run_checks
+
+    settings = get_platform_settings()
+    click.echo(f"profile: {settings.profile.value}")
+    results = run_checks(settings)
+    for result in results:
+        status = "ok  " if result.ok else "FAIL"
+        line = f"{status}  {result.name:<17} {result.detail}"
+        click.echo(line if result.ok else f"{line}\n      fix: {result.fix}")
+    sys.exit(0 if all(r.ok for r in results) else 1)
+
+
 @main.command("demo")
 def demo_command() -> None:
     """Generate sample rasters and run the whole pipeline on them (embedded profile)."""

@@ -1,0 +1,161 @@
+"""`geo-platform doctor`: can the active profile run here? One line per check, with a fix."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from geo_platform.settings import (
+    PlatformSettings,
+    Profile,
+    get_azure_settings,
+    get_postgres_settings,
+)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+Check = Callable[[PlatformSettings], CheckResult]
+
+
+def check_data_dir(settings: PlatformSettings) -> CheckResult:
+    path = settings.data_dir.resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".doctor-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        return CheckResult(
+            "data dir",
+            False,
+            f"{path}: {e.strerror}",
+            "set GEO_PLATFORM_DATA_DIR to a writable folder",
+        )
+    return CheckResult("data dir", True, str(path))
+
+
+def check_duckdb_spatial(settings: PlatformSettings) -> CheckResult:
+    try:
+        import duckdb
+
+        from geo_platform.lib.duckdb_spatial import load_spatial
+
+        con = duckdb.connect()
+        load_spatial(con)
+        version = con.execute(
+            "SELECT extension_version FROM duckdb_extensions() WHERE extension_name = 'spatial'"
+        ).fetchone()
+        con.close()
+    except Exception as e:  # noqa: BLE001 - any failure here is the finding
+        return CheckResult(
+            "duckdb spatial",
+            False,
+            str(e).splitlines()[0],
+            "reinstall: .venv/bin/pip install duckdb==1.5.5 duckdb-extension-spatial==1.5.5",
+        )
+    return CheckResult(
+        "duckdb spatial",
+        True,
+        f"duckdb {duckdb.__version__}, spatial {version[0] if version else '?'}",
+    )
+
+
+def check_dagster_instance(settings: PlatformSettings) -> CheckResult:
+    try:
+        from geo_platform.instance import get_instance
+
+        instance = get_instance(settings)
+        instance.get_runs(limit=1)
+        storage = type(instance.run_storage).__name__
+    except Exception as e:  # noqa: BLE001
+        return CheckResult(
+            "dagster instance",
+            False,
+            str(e).splitlines()[0][:200],
+            "check DAGSTER_HOME and its dagster.yaml; production: make services",
+        )
+    return CheckResult("dagster instance", True, f"{storage} in {os.environ.get('DAGSTER_HOME')}")
+
+
+def check_postgis(settings: PlatformSettings) -> CheckResult:
+    pg = get_postgres_settings()
+    try:
+        import psycopg
+
+        with psycopg.connect(pg.dsn(), connect_timeout=5) as con:
+            version = con.execute("SELECT postgis_full_version()").fetchone()[0].split('"')[1]
+    except Exception as e:  # noqa: BLE001
+        return CheckResult(
+            "postgis",
+            False,
+            f"{pg.redacted_dsn()}: {_first_line(e)}",
+            "make services (or set GEO_PLATFORM_PG_HOST/PORT/USER/PASSWORD/DATABASE)",
+        )
+    return CheckResult("postgis", True, f"PostGIS {version} at {pg.redacted_dsn()}")
+
+
+def check_pgstac(settings: PlatformSettings) -> CheckResult:
+    pg = get_postgres_settings()
+    try:
+        import psycopg
+
+        with psycopg.connect(pg.dsn(), connect_timeout=5) as con:
+            version = con.execute("SELECT pgstac.get_version()").fetchone()[0]
+    except Exception as e:  # noqa: BLE001
+        return CheckResult(
+            "pgstac",
+            False,
+            f"{pg.redacted_dsn()}: {_first_line(e)}",
+            f"make services, or: pypgstac migrate --dsn {pg.redacted_dsn()}",
+        )
+    return CheckResult("pgstac", True, f"pgSTAC {version}")
+
+
+def check_azure(settings: PlatformSettings) -> CheckResult:
+    try:
+        from azure.storage.blob import BlobServiceClient
+
+        client = BlobServiceClient.from_connection_string(
+            get_azure_settings().connection_string.get_secret_value(),
+            retry_total=0,
+            connection_timeout=5,
+        )
+        endpoint = client.url
+        next(iter(client.list_containers(results_per_page=1)), None)
+    except Exception as e:  # noqa: BLE001
+        return CheckResult(
+            "blob storage",
+            False,
+            _first_line(e)[:200],
+            "make services (Azurite), or set GEO_PLATFORM_AZURE_CONNECTION_STRING",
+        )
+    return CheckResult("blob storage", True, f"Azure Blob Storage at {endpoint}")
+
+
+def checks_for(profile: Profile) -> list[Check]:
+    if profile is Profile.PRODUCTION:
+        return [
+            check_azure,
+            check_postgis,
+            check_pgstac,
+            check_duckdb_spatial,
+            check_dagster_instance,
+        ]
+    return [check_data_dir, check_duckdb_spatial, check_dagster_instance]
+
+
+def run_checks(settings: PlatformSettings) -> list[CheckResult]:
+    return [check(settings) for check in checks_for(settings.profile)]
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export GEO_PLATFORM_DATA_DIR ?= $(CURDIR)/.geo_platform
-export DAGSTER_HOME ?= $(GEO_PLATFORM_DATA_DIR)/dagster_home
+# embedded (no services) or production (PostgreSQL/PostGIS/pgSTAC and Azurite, from `make services`).
+PROFILE ?= $(or $(GEO_PLATFORM_PROFILE),embedded)
+export GEO_PLATFORM_PROFILE := $(PROFILE)
 DEV_PORT ?= 3000
+# The production profile needs its services running first.
+PROFILE_DEPS := $(if $(filter production,$(PROFILE)),services)
 
 .PHONY: demo dev test install browser-deps lint benchmark clean
 
@@ -16,15 +20,12 @@ $(BIN)/geo-platform: pyproject.toml
 
 install: $(BIN)/geo-platform
 
-demo: install
+demo: install $(PROFILE_DEPS)
 	$(BIN)/geo-platform demo
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
-
-dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -h 127.0.0.1 -p $(DEV_PORT)
+# The instance of the profile (DAGSTER_HOME) is set up by geo-platform itself.
+dev: install $(PROFILE_DEPS)
+	$(BIN)/geo-platform dev --port $(DEV_PORT)
 
 # Headless Chromium for the browser test: Debian's package (Playwright's own
 # browser download does not work here).
@@ -32,7 +33,7 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: install browser-deps
+test: install browser-deps services
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -43,3 +44,12 @@ benchmark: install
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)
+
+# Local services of the production profile (PostgreSQL 15 + PostGIS + pgSTAC, Azurite):
+# installed if missing and started; idempotent. See scripts/services.sh.
+.PHONY: services services-down
+services: install
+	bash scripts/services.sh up
+
+services-down:
+	bash scripts/services.sh down

@@ -117,6 +117,22 @@ def doctor_command() -> None:
     sys.exit(0 if all(r.ok for r in results) else 1)
 
 
+@main.command("dev")
+@click.option("--port", default=3000, show_default=True, type=int)
+def dev_command(port: int) -> None:
+    """Open the Dagster UI (dagster dev on 127.0.0.1) on the active profile's instance."""
+    import os
+    import shutil
+
+    from geo_platform.instance import REPO_ROOT, ensure_dagster_home
+
+    home = ensure_dagster_home(get_platform_settings())
+    click.echo(f"Dagster instance: {home}")
+    dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
+    os.chdir(REPO_ROOT)
+    os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port)])
+
+
 @main.command("demo")
 def demo_command() -> None:
     """Generate sample rasters and run the whole pipeline on them (embedded profile)."""

@@ -15,6 +15,7 @@ import dagster as dg
 from geo_platform.defs.raster.assets import TIER_ASSETS
 from geo_platform.defs.raster.jobs import INGEST_ASSETS
 from geo_platform.defs.raster.partitions import raster_partitions
+from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.instance import get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
@@ -90,7 +91,11 @@ def ingest(
                 partition_key=key,
                 asset_selection=selection,
                 raise_on_error=False,
-                tags={"geo_platform/source": f"{BRONZE}/{key}", "geo_platform/via": "cli"},
+                tags={
+                    "geo_platform/source": f"{BRONZE}/{key}",
+                    "geo_platform/via": "cli",
+                    COLLECTION_TAG: collection,
+                },
             )
             outcome = _outcome(source, key, result)
         report(outcome)

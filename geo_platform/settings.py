@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,7 +47,11 @@ class PlatformSettings(BaseSettings):
     @property
     def dagster_home(self) -> Path:
         env = os.environ.get("DAGSTER_HOME")
-        return Path(env).resolve() if env else self.data_dir.resolve() / "dagster_home"
+        if env:
+            return Path(env).resolve()
+        # One instance per profile: their dagster.yaml files differ.
+        suffix = "" if self.profile is Profile.EMBEDDED else f"_{self.profile.value}"
+        return self.data_dir.resolve() / f"dagster_home{suffix}"
 
 
 class PriceSettings(BaseSettings):
@@ -100,10 +105,9 @@ class PostgresSettings(BaseSettings):
 
     def dsn(self, database: str | None = None) -> str:
         """A libpq URL, password included: never log it."""
-        return (
-            f"postgresql://{self.user}:{self.password.get_secret_value()}@{self.host}:{self.port}/"
-            f"{database or self.database}"
-        )
+        user = quote(self.user, safe="")
+        password = quote(self.password.get_secret_value(), safe="")
+        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{database or self.database}"
 
     def redacted_dsn(self, database: str | None = None) -> str:
         return f"postgresql://{self.user}:***@{self.host}:{self.port}/{database or self.database}"

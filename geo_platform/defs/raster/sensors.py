@@ -14,6 +14,8 @@ from geo_platform.settings import get_platform_settings
 # Validating a run request costs ~28 ms on the code server; 200 stay far inside
 # the 60 s tick timeout. The rest wait for the next tick.
 MAX_RUNS_PER_TICK = 200
+# The production instance allows one run in progress per value of this tag.
+COLLECTION_TAG = "geo_platform/pgstac_collection"
 
 
 @dg.sensor(
@@ -40,7 +42,10 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
             run_key=f"{key}@{etag}",
             partition_key=key,
             asset_selection=_selection(key, collections),
-            tags={"geo_platform/source": f"{BRONZE}/{key}"},
+            tags={
+                "geo_platform/source": f"{BRONZE}/{key}",
+                COLLECTION_TAG: collection_id(key),
+            },
         )
         for key, etag in result.to_run
         if (key, etag) not in done

@@ -13,6 +13,9 @@ from geo_platform.resources.blob_store import BRONZE, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import get_price_settings
 
+# Catalog writers take a slot of this pool: the production instance gives it one,
+# so loads into a pgSTAC collection never race each other.
+STAC_WRITER_POOL = "stac_writer"
 # Statistics and footprint come from the cheapest stored tier to read.
 _READ_ORDER = (Tier.ANALYSIS, Tier.ARCHIVE, Tier.VISUALIZATION)
 
@@ -28,6 +31,7 @@ _READ_ORDER = (Tier.ANALYSIS, Tier.ARCHIVE, Tier.VISUALIZATION)
         )
     ],
     retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
+    pool=STAC_WRITER_POOL,
 )
 def stac_item(
     context: dg.AssetExecutionContext,
@@ -85,6 +89,7 @@ _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
     group_name="stac",
     kinds={"stac"},
     automation_condition=_SUMMARY_CONDITION,
+    pool=STAC_WRITER_POOL,
 )
 def collection_summary(stac_catalog: StacCatalog) -> dg.MaterializeResult:
     """Every collection's extent and summaries recomputed from its items, with counts,

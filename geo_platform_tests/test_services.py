@@ -1,0 +1,190 @@
+"""The local services of the production profile, as `make services` leaves them.
+
+PostgreSQL with PostGIS and pgSTAC, a Dagster instance on PostgreSQL built from
+dagster.production.yaml, and Azurite. `make test` starts the services first, so these
+tests fail (not skip) when a service is unreachable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+
+from geo_platform.settings import AZURITE_CONNECTION_STRING, PostgresSettings
+
+pytestmark = pytest.mark.integration
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_HINT = "start the services with `make services`"
+
+
+@pytest.fixture(scope="module")
+def pg_settings() -> PostgresSettings:
+    return PostgresSettings()
+
+
+def _connect(settings: PostgresSettings, database: str | None = None) -> psycopg.Connection:
+    try:
+        # Keywords rather than settings.dsn(): no URL quoting needed for the password.
+        return psycopg.connect(
+            host=settings.host,
+            port=settings.port,
+            user=settings.user,
+            password=settings.password.get_secret_value(),
+            dbname=database or settings.database,
+            connect_timeout=5,
+            autocommit=True,
+        )
+    except psycopg.OperationalError as exc:
+        problem = str(exc)
+    # Outside the except block: the message alone, not psycopg's chained traceback.
+    pytest.fail(
+        f"PostgreSQL not reachable at {settings.redacted_dsn(database)} ({START_HINT}): {problem}"
+    )
+
+
+@pytest.fixture
+def geo_db(pg_settings: PostgresSettings):
+    with _connect(pg_settings) as conn:
+        yield conn
+
+
+def test_postgis_answers_in_the_platform_database(geo_db):
+    version = geo_db.execute("SELECT postgis_lib_version()").fetchone()[0]
+    assert version.startswith("3."), version
+    # A reprojection needs PostGIS's PROJ data, not just the extension's SQL.
+    x, y = geo_db.execute(
+        "SELECT ST_X(p), ST_Y(p) FROM "
+        "(SELECT ST_Transform(ST_SetSRID(ST_MakePoint(10, 50), 4326), 3857) AS p) AS t"
+    ).fetchone()
+    assert x == pytest.approx(1113194.9, abs=1)
+    assert y == pytest.approx(6446275.8, abs=1)
+
+
+def test_pgstac_schema_is_migrated_to_0_10(geo_db):
+    version = geo_db.execute("SELECT pgstac.get_version()").fetchone()[0]
+    assert version.startswith("0.10."), version
+
+
+def _listening_addresses(port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses with a TCP socket listening on `port`, from /proc (no traffic sent)."""
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            address_hex, port_hex = local.split(":")
+            if state != "0A" or int(port_hex, 16) != port:  # 0A: LISTEN
+                continue
+            # The kernel prints each 32-bit word in host (little-endian) order.
+            raw = b"".join(bytes.fromhex(address_hex[i : i + 8])[::-1] for i in range(0, width, 8))
+            address = ipaddress.ip_address(raw)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.append(address)
+    return found
+
+
+def test_postgresql_listens_on_loopback_only(geo_db, pg_settings):
+    listen = geo_db.execute("SHOW listen_addresses").fetchone()[0]
+    entries = {entry.strip() for entry in listen.split(",")}
+    assert entries and entries <= {"localhost", "127.0.0.1", "::1"}, listen
+    addresses = _listening_addresses(pg_settings.port)
+    assert addresses, f"nothing listens on TCP port {pg_settings.port}"
+    assert all(address.is_loopback for address in addresses), addresses
+
+
+@pytest.fixture
+def production_instance(tmp_path, monkeypatch, pg_settings):
+    """A DagsterInstance from dagster.production.yaml, on the `dagster` database."""
+    # The YAML reads these without defaults; give it the settings' values.
+    for name, value in {
+        "GEO_PLATFORM_PG_HOST": pg_settings.host,
+        "GEO_PLATFORM_PG_PORT": str(pg_settings.port),
+        "GEO_PLATFORM_PG_USER": pg_settings.user,
+        "GEO_PLATFORM_PG_PASSWORD": pg_settings.password.get_secret_value(),
+        "GEO_PLATFORM_PG_DAGSTER_DATABASE": pg_settings.dagster_database,
+    }.items():
+        monkeypatch.setenv(name, value)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.production.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    _connect(pg_settings, pg_settings.dagster_database).close()  # fail clearly if down
+    instance = dg.DagsterInstance.get()
+    yield instance
+    instance.dispose()
+
+
+@dg.op
+def _trivial_op() -> int:
+    return 1
+
+
+@dg.job
+def _trivial_job():
+    _trivial_op()
+
+
+@dg.asset(pool="pgstac_load")
+def _pooled_writer() -> None:
+    return None
+
+
+def test_dagster_runs_succeed_on_the_postgres_instance(production_instance):
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
+
+    assert isinstance(production_instance.run_storage, PostgresRunStorage)
+    assert isinstance(production_instance.event_log_storage, PostgresEventLogStorage)
+
+    result = _trivial_job.execute_in_process(instance=production_instance)
+    assert result.success
+    stored = production_instance.get_run_by_id(result.run_id)
+    assert stored is not None and stored.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_a_pool_gets_one_slot_and_runs_are_queued_within_limits(production_instance):
+    result = dg.materialize([_pooled_writer], instance=production_instance)
+    assert result.success
+    info = production_instance.event_log_storage.get_concurrency_info("pgstac_load")
+    assert info.limit == 1 and info.claimed_slots == []
+
+    queue = production_instance.get_concurrency_config().run_queue_config
+    assert queue is not None
+    assert queue.max_concurrent_runs == 2
+    assert {"key": "dagster/backfill", "limit": 1} in queue.tag_concurrency_limits
+
+
+def test_azurite_creates_and_lists_a_container():
+    from azure.core.exceptions import ServiceRequestError
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(
+        AZURITE_CONNECTION_STRING, retry_total=0, connection_timeout=5
+    )
+    name = f"test-services-{uuid.uuid4().hex[:12]}"
+    try:
+        container = client.create_container(name)
+    except ServiceRequestError as exc:
+        problem = str(exc)
+    else:
+        problem = None
+    if problem is not None:
+        pytest.fail(f"Azurite not reachable at {client.url} ({START_HINT}): {problem}")
+    try:
+        container.upload_blob("hello.txt", b"hello")
+        assert name in [c.name for c in client.list_containers(name_starts_with=name)]
+        assert [b.name for b in container.list_blobs()] == ["hello.txt"]
+        assert container.download_blob("hello.txt").readall() == b"hello"
+    finally:
+        client.delete_container(name)

@@ -26,6 +26,8 @@ class BlobInfo:
     etag: str
     last_modified: dt.datetime
     metadata: dict[str, str] = field(default_factory=dict)
+    # Hex MD5 of the content when the backend records one (Azure does for small uploads).
+    content_md5: str | None = None
 
 
 class BlobStore(dg.ConfigurableResource, ABC):
@@ -62,12 +64,37 @@ class BlobStore(dg.ConfigurableResource, ABC):
     def gdal_path(self, container: str, key: str) -> str:
         """A path GDAL opens directly (a file path, or a ``/vsi...`` path)."""
 
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL configuration that ``gdal_path`` needs: wrap reads in ``rasterio.Env(**...)``."""
+        return {}
+
     def exists(self, container: str, key: str) -> bool:
         try:
             self.info(container, key)
         except FileNotFoundError:
             return False
         return True
+
+
+def _files_in_key_order(folder: Path, parent: str, prefix: str) -> Iterator[tuple[str, Path]]:
+    """``(key, path)`` of the files under ``folder`` whose key starts with ``prefix``, by key.
+
+    Every key in a sub-folder starts with ``name/``, so sorting entries by name, with ``/``
+    appended to folders, yields keys in string order while streaming the tree.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    names = {entry: entry.name + "/" if entry.is_dir() else entry.name for entry in entries}
+    for entry in sorted(entries, key=names.__getitem__):
+        key = parent + names[entry]
+        if entry.is_dir():
+            # Skip folders that hold no key with this prefix.
+            if key.startswith(prefix) or prefix.startswith(key):
+                yield from _files_in_key_order(Path(entry.path), key, prefix)
+        elif key.startswith(prefix) and not entry.name.startswith(".tmp-"):
+            yield key, Path(entry.path)
 
 
 def check_key(key: str) -> str:
@@ -90,20 +117,14 @@ class LocalBlobStore(BlobStore):
         return Path(self.root) / ".metadata" / container / f"{check_key(key)}.json"
 
     def list_blobs(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
-        base = Path(self.root) / container
-        if not base.is_dir():
-            return
-        # os.walk with sorted folders keeps listing order stable and streams large trees.
-        for folder, dirs, files in os.walk(base):
-            dirs.sort()
-            for name in sorted(files):
-                path = Path(folder) / name
-                key = path.relative_to(base).as_posix()
-                if key.startswith(prefix) and not name.startswith(".tmp-"):
-                    yield self._info(container, key, path.stat())
+        for key, path in _files_in_key_order(Path(self.root) / container, "", prefix):
+            yield self._info(container, key, path.stat())
 
     def info(self, container: str, key: str) -> BlobInfo:
         path = self._path(container, key)
+        # A folder is only a key prefix here, as in object stores.
+        if not path.is_file():
+            raise FileNotFoundError(f"{container}/{key}: no such blob")
         return self._info(container, key, path.stat())
 
     def _info(self, container: str, key: str, stat: os.stat_result) -> BlobInfo:

@@ -1,0 +1,259 @@
+"""One behavioural suite for every BlobStore: folders on disk, and Azure Blob Storage (Azurite)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from azure.core.exceptions import AzureError
+from azure.storage.blob import BlobServiceClient
+
+from geo_platform.errors import TransientError
+from geo_platform.resources.azure_blob_store import AzureBlobStore
+from geo_platform.resources.blob_store import BlobStore, LocalBlobStore
+from geo_platform.settings import AZURITE_CONNECTION_STRING, get_azure_settings
+
+# Azure's listing page size: one more page's worth shows that listing follows pages.
+PAGED_BLOB_COUNT = 5_050
+
+
+def _azurite_connection_string() -> str:
+    return get_azure_settings().connection_string.get_secret_value()
+
+
+@pytest.fixture(scope="session")
+def azurite_service() -> BlobServiceClient:
+    """The Azurite account; `make test` starts it, so its absence is a failure."""
+    service = BlobServiceClient.from_connection_string(
+        _azurite_connection_string(), retry_total=0, connection_timeout=2
+    )
+    try:
+        service.get_account_information()
+    except AzureError:
+        pytest.fail("Azurite is not answering: start it with `make services`")
+    return service
+
+
+@pytest.fixture(params=["local", pytest.param("azurite", marks=pytest.mark.integration)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    """A BlobStore with nothing in it; the Azure one in containers only this test uses."""
+    if request.param == "local":
+        yield LocalBlobStore(root=str(tmp_path / "blobs"))
+        return
+    service: BlobServiceClient = request.getfixturevalue("azurite_service")
+    prefix = f"t{uuid.uuid4().hex[:12]}-"
+    yield AzureBlobStore(connection_string=_azurite_connection_string(), container_prefix=prefix)
+    for container in service.list_containers(name_starts_with=prefix):
+        service.delete_container(container.name)
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[bytes], Path]:
+    """Writes bytes to a new local file, to be uploaded."""
+    folder = tmp_path / "sources"
+    folder.mkdir()
+
+    def _write(data: bytes, name: str = "") -> Path:
+        path = folder / (name or f"{uuid.uuid4().hex}.bin")
+        path.write_bytes(data)
+        return path
+
+    return _write
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1024**2), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def test_upload_then_info_and_listing_agree_on_size_etag_and_metadata(store, write):
+    data = b"first version"
+    uploaded = store.upload_file(write(data), "bronze", "landsat/a.tif", {"sha256": "abc"})
+    info = store.info("bronze", "landsat/a.tif")
+    [listed] = store.list_blobs("bronze")
+
+    assert info.size == len(data)
+    assert info.metadata == {"sha256": "abc"}
+    # The sensor compares listed ETags with ones recorded from info(): they must match.
+    assert uploaded.etag == info.etag == listed.etag
+    assert (uploaded.key, uploaded.size, uploaded.metadata) == (info.key, info.size, info.metadata)
+    assert listed.metadata == info.metadata
+    assert uploaded.content_md5 == info.content_md5 == listed.content_md5
+    assert info.content_md5 in (None, hashlib.md5(data).hexdigest())
+
+
+def test_etag_changes_when_content_changes_and_metadata_is_replaced(store, write):
+    first = store.upload_file(write(b"version 1"), "bronze", "a.tif", {"sha256": "one"})
+    second = store.upload_file(write(b"version 2"), "bronze", "a.tif")
+
+    assert second.etag != first.etag
+    assert store.info("bronze", "a.tif").etag == second.etag
+    # A blob replaced without metadata does not keep the old blob's metadata.
+    assert store.info("bronze", "a.tif").metadata == {}
+
+
+def test_listing_is_in_key_order_and_filtered_by_prefix(store, write):
+    # Walking folders would list b.tif before a/x.tif, and a0.tif before a/x.tif.
+    keys = ["b.tif", "a/x.tif", "a0.tif", "a.tif", "a/b/c.tif", "ab/c.tif", "a-b.tif"]
+    source = write(b"x")
+    for key in random.Random(1).sample(keys, len(keys)):
+        store.upload_file(source, "bronze", key)
+
+    def listed(prefix: str = "", container: str = "bronze") -> list[str]:
+        return [blob.key for blob in store.list_blobs(container, prefix)]
+
+    assert listed() == sorted(keys)
+    assert listed("a/") == ["a/b/c.tif", "a/x.tif"]
+    assert listed("a") == sorted(k for k in keys if k.startswith("a"))
+    assert listed("zzz") == []
+    assert listed(container="silver") == []
+
+
+def test_listing_follows_pages_past_5000_blobs(store, write):
+    source = write(b"tiny")
+    keys = [f"scenes/{i:05d}.tif" for i in range(PAGED_BLOB_COUNT)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda key: store.upload_file(source, "bronze", key), keys))
+
+    listed = [blob.key for blob in store.list_blobs("bronze", "scenes/")]
+
+    assert listed == keys
+
+
+def test_local_file_has_the_blob_bytes_and_a_temporary_copy_is_removed(store, write):
+    data = os.urandom(10_000)
+    store.upload_file(write(data), "bronze", "landsat/scene.tif")
+
+    with store.local_file("bronze", "landsat/scene.tif") as path:
+        assert path.read_bytes() == data
+        assert path.name == "scene.tif"
+
+    if isinstance(store, AzureBlobStore):
+        assert not path.exists()
+        with pytest.raises(RuntimeError), store.local_file("bronze", "landsat/scene.tif") as path:
+            raise RuntimeError("the caller failed")
+        assert not path.exists()
+
+
+def test_multi_megabyte_round_trip_keeps_every_byte(store, write):
+    # Above the single-request limit, so Azure uploads it in blocks.
+    data = os.urandom(12 * 1024**2 + 123)
+    source = write(data)
+
+    uploaded = store.upload_file(source, "silver", "big/scene.tif")
+    with store.local_file("silver", "big/scene.tif") as path:
+        assert _sha256(path) == _sha256(source)
+    info = store.info("silver", "big/scene.tif")
+    assert uploaded.size == info.size == len(data)
+    assert uploaded.content_md5 == info.content_md5
+    assert info.content_md5 in (None, hashlib.md5(data).hexdigest())
+
+
+def test_a_missing_blob_is_reported_as_missing(store, write):
+    with pytest.raises(FileNotFoundError):
+        store.info("bronze", "nope.tif")
+    with pytest.raises(FileNotFoundError), store.local_file("bronze", "nope.tif"):
+        pass
+    assert not store.exists("bronze", "nope.tif")
+
+    store.upload_file(write(b"x"), "bronze", "folder/there.tif")
+    assert store.exists("bronze", "folder/there.tif")
+    # A key prefix is not a blob, even where the local backend has a folder.
+    assert not store.exists("bronze", "folder")
+    with pytest.raises(FileNotFoundError):
+        store.info("bronze", "folder")
+
+
+def test_delete_removes_the_blob_and_is_idempotent(store, write):
+    store.upload_file(write(b"x"), "bronze", "a.tif")
+
+    store.delete("bronze", "a.tif")
+    store.delete("bronze", "a.tif")
+    store.delete("never-created", "a.tif")
+
+    assert not store.exists("bronze", "a.tif")
+    assert list(store.list_blobs("bronze")) == []
+
+
+@pytest.mark.parametrize("key", ["../x.tif", "a/../../x.tif", "/etc/passwd", "", "folder/"])
+def test_keys_that_could_escape_their_container_are_rejected(store, write, key):
+    source = write(b"x")
+    operations = [
+        lambda: store.upload_file(source, "bronze", key),
+        lambda: store.info("bronze", key),
+        lambda: store.exists("bronze", key),
+        lambda: store.delete("bronze", key),
+        lambda: store.href("bronze", key),
+        lambda: store.gdal_path("bronze", key),
+    ]
+    for operation in operations:
+        with pytest.raises(ValueError, match="invalid blob key"):
+            operation()
+    with pytest.raises(ValueError, match="invalid blob key"), store.local_file("bronze", key):
+        pass
+
+
+def test_gdal_reads_the_same_pixels_as_the_local_file(store, real_rasters):
+    source, replacement = real_rasters / "image_rgb.tif", real_rasters / "image_float.tif"
+    store.upload_file(source, "silver", "rasters/image.tif")
+
+    def read_back() -> np.ndarray:
+        with (
+            rasterio.Env(**store.gdal_env()),
+            rasterio.open(store.gdal_path("silver", "rasters/image.tif")) as dataset,
+        ):
+            return dataset.read()
+
+    with rasterio.open(source) as expected:
+        assert np.array_equal(read_back(), expected.read())
+
+    # A re-run overwrites the blob: GDAL must not serve the old bytes from its cache.
+    store.upload_file(replacement, "silver", "rasters/image.tif")
+    with rasterio.open(replacement) as expected:
+        np.testing.assert_array_equal(read_back(), expected.read())
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("operation", ["info", "list_blobs", "upload_file", "local_file"])
+def test_unreachable_azure_storage_is_a_quick_transient_error(write, operation):
+    # Port 1 is closed: the same answer as a stopped Azurite.
+    connection_string = AZURITE_CONNECTION_STRING.replace("127.0.0.1:10000", "127.0.0.1:1")
+    account_key = dict(p.split("=", 1) for p in connection_string.split(";") if p)["AccountKey"]
+    store = AzureBlobStore(connection_string=connection_string)
+    calls = {
+        "info": lambda: store.info("bronze", "a.tif"),
+        "list_blobs": lambda: list(store.list_blobs("bronze")),
+        "upload_file": lambda: store.upload_file(write(b"x"), "bronze", "a.tif"),
+        "local_file": lambda: store.local_file("bronze", "a.tif").__enter__(),
+    }
+
+    with pytest.raises(TransientError) as raised:
+        calls[operation]()
+
+    message = str(raised.value)
+    assert "http://127.0.0.1:1/devstoreaccount1" in message
+    assert "Connection refused" in message
+    assert account_key not in message
+    assert account_key not in repr(store)
+
+
+@pytest.mark.unit
+def test_azure_rejects_names_it_would_refuse_before_any_request(write):
+    store = AzureBlobStore(connection_string=AZURITE_CONNECTION_STRING.replace("10000", "1"))
+    source = write(b"x")
+
+    with pytest.raises(ValueError, match="metadata name"):
+        store.upload_file(source, "bronze", "a.tif", {"source-etag": "x"})
+    with pytest.raises(ValueError, match="container name"):
+        store.upload_file(source, "Bronze_Tier", "a.tif")

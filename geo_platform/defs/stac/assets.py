@@ -1,6 +1,7 @@
 """STAC assets: one item per raster, and the collections kept current."""
 
 import dagster as dg
+import rasterio
 
 from geo_platform.defs.raster.assets import TIER_ASSETS
 from geo_platform.defs.raster.partitions import raster_partitions
@@ -49,13 +50,15 @@ def stac_item(
         raise dg.Failure(f"{BRONZE}/{key}: no COG tier is stored yet; materialize a tier first")
     read_from = next(refs[t] for t in _READ_ORDER if t in refs)
     source = blob_store.info(BRONZE, key)
-    item = build_item(
-        read_from.gdal_path,
-        key,
-        refs.values(),
-        source_sha256=raster_validation.sha256,
-        fallback_datetime=source.last_modified,
-    )
+    # GDAL reads the stored tier in place (a file, or /vsiaz/ with the store's credentials).
+    with rasterio.Env(**blob_store.gdal_env()):
+        item = build_item(
+            read_from.gdal_path,
+            key,
+            refs.values(),
+            source_sha256=raster_validation.sha256,
+            fallback_datetime=source.last_modified,
+        )
     collection = item["collection"]
     if stac_catalog.get_collection(collection) is None:
         stac_catalog.upsert_collection(new_collection(collection))

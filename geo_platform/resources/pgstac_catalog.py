@@ -1,0 +1,435 @@
+"""The production STAC catalog: pgSTAC in PostgreSQL.
+
+Items go in through pypgstac's ``Loader`` (the same code as ``pypgstac load``), one
+transaction per batch; searches go through pgSTAC's own ``search(jsonb)``, so the
+answers are pgSTAC's. Connections are short-lived: one per call, which is simple
+to retry and safe across Dagster's step processes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg
+import psycopg.errors
+from plpygis.exceptions import PlpygisError
+from plpygis.geometry import Geometry
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+from pydantic import Field
+from pypgstac.db import PgstacDB
+from pypgstac.hydration import hydrate
+from pypgstac.load import Loader, Methods
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_none,
+)
+
+from geo_platform.errors import (
+    ConfigurationError,
+    GeoPlatformError,
+    InvalidInputError,
+    TransientError,
+)
+from geo_platform.resources.stac_catalog import (
+    Bbox,
+    LoadMethod,
+    LoadResult,
+    StacCatalog,
+    check_search,
+    degenerate_bbox_geometry,
+)
+
+T = TypeVar("T")
+
+# Server messages (SQLSTATE 28xxx and 3D000 arrive before a session exists, so only
+# as text) that no retry can fix: the settings are wrong.
+_CONFIGURATION_PROBLEMS = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "authentication method",
+)
+
+
+class PgstacCatalog(StacCatalog):
+    """STAC items and collections in pgSTAC (schema installed by ``pypgstac migrate``).
+
+    ``dsn`` holds the password: it is never logged, and errors name only the host,
+    port and database. Lost connections, lock timeouts, deadlocks and serialization
+    failures are retried with backoff, then raised as TransientError; a refused
+    login or a missing database is a ConfigurationError at once.
+    """
+
+    dsn: str = Field(repr=False, description="libpq URL with the password: a secret.")
+    connect_timeout_seconds: int = 5
+    # A load waits at most this long for a lock before retrying the batch.
+    lock_timeout_seconds: float = 30.0
+    attempts: int = 4
+    retry_wait_seconds: float = 0.25
+    # Rows per pgSTAC search call when a search asks for every match (limit=None).
+    search_page_size: int = 1000
+
+    @property
+    def location(self) -> str:
+        """host:port/database, for messages: the dsn minus the secrets."""
+        try:
+            params = conninfo_to_dict(self.dsn)
+        except psycopg.Error:
+            return "(unreadable dsn)"
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user')}"
+
+    def upsert_collection(self, collection: dict[str, Any]) -> None:
+        if not isinstance(collection, dict) or not isinstance(collection.get("id"), str):
+            raise InvalidInputError("collection", "is not a JSON object with an id")
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("SELECT upsert_collection(%s)", [Jsonb(collection)])
+
+        self._run(f"upserting collection {collection['id']!r}", work)
+
+    def get_collection(self, collection_id: str) -> dict[str, Any] | None:
+        return self._run(
+            f"reading collection {collection_id!r}",
+            lambda conn: _scalar(conn, "SELECT get_collection(%s)", [collection_id]),
+        )
+
+    def list_collections(self) -> list[dict[str, Any]]:
+        def work(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            return [row[0] for row in conn.execute("SELECT content FROM collections ORDER BY id")]
+
+        return self._run("listing collections", work)
+
+    def get_item(self, collection_id: str, item_id: str) -> dict[str, Any] | None:
+        return self._run(
+            f"reading item {item_id!r}",
+            lambda conn: _scalar(conn, "SELECT get_item(%s, %s)", [item_id, collection_id]),
+        )
+
+    def _load_batch(self, items: list[dict[str, Any]], method: LoadMethod) -> LoadResult:
+        def work(conn: psycopg.Connection) -> LoadResult:
+            # One transaction: the Loader's own per-partition transactions become
+            # savepoints inside it, so a batch is applied whole or not at all.
+            with conn.transaction():
+                _check_collections(conn, items)
+                todo = items
+                if method == "ignore":
+                    existing = _existing_keys(conn, items)
+                    todo = [i for i in items if (i["collection"], i["id"]) not in existing]
+                if todo:
+                    try:
+                        _load_with_pypgstac(conn, todo, method, self.location)
+                    except psycopg.errors.UniqueViolation as e:
+                        # insert of an id already there (or loaded meanwhile by another writer).
+                        raise _duplicate_error(e, todo) from None
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    # The Loader logs and swallows a failed partition-stats update,
+                    # which leaves the transaction aborted: COMMIT would roll back quietly.
+                    raise psycopg.OperationalError("pgSTAC's partition statistics update failed")
+            return LoadResult(loaded=len(todo), skipped=len(items) - len(todo))
+
+        return self._run(f"loading {len(items)} items", work)
+
+    def search(
+        self,
+        *,
+        collections: Sequence[str] | None = None,
+        bbox: Bbox | None = None,
+        datetime: str | None = None,
+        ids: Sequence[str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        limit: int | None = 100,
+    ) -> list[dict[str, Any]]:
+        box, _, _ = check_search(bbox, datetime, query, limit)
+        if (ids is not None and not ids) or limit == 0:
+            return []
+        # context off: pgSTAC skips counting the matches, a second query. nohydrate: each
+        # feature comes with its base item and is hydrated here, by pypgstac's hydrate (the
+        # same merge, in Rust): 0.25 s instead of 1.2 s for 1,000 items in PL/pgSQL.
+        body: dict[str, Any] = {"conf": {"context": "off", "nohydrate": True}}
+        if collections:
+            body["collections"] = list(collections)
+        if ids:
+            body["ids"] = list(ids)
+        if box:
+            degenerate = degenerate_bbox_geometry(box)
+            if degenerate:
+                body["intersects"] = degenerate
+            else:
+                body["bbox"] = list(box)
+        if datetime:
+            body["datetime"] = datetime
+        if query:
+            body["query"] = dict(query)
+
+        def work(conn: psycopg.Connection) -> list[dict[str, Any]]:
+            return list(_search_pages(conn, body, limit, self.search_page_size))
+
+        return self._run("searching", work)
+
+    def _run(self, what: str, work: Callable[[psycopg.Connection], T]) -> T:
+        """``work`` on a fresh connection, retried on transient errors, errors translated."""
+        retrying = Retrying(
+            stop=stop_after_attempt(max(1, self.attempts)),
+            wait=wait_exponential(multiplier=self.retry_wait_seconds, max=5),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt, self._connect() as conn:
+                    return work(conn)
+        except _ConnectFailed as e:
+            raise TransientError(
+                f"cannot connect to PostgreSQL at {self.location}: {e.reason} "
+                f"(after {self.attempts} attempts)"
+            ) from None
+        except psycopg.Error as e:
+            translated = self._translate(what, e)
+            if translated is e:
+                raise
+            raise translated from e
+        raise AssertionError("unreachable: Retrying either returns or raises")
+
+    @contextmanager
+    def _connect(self) -> Iterator[psycopg.Connection]:
+        try:
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                connect_timeout=self.connect_timeout_seconds,
+                application_name="geo_platform",
+                options=self._session_options(),
+            )
+        except psycopg.ProgrammingError:
+            # libpq quotes the connection string in this message, password and all.
+            raise ConfigurationError(
+                "the PostgreSQL dsn is not a valid libpq connection string or URL"
+            ) from None
+        except psycopg.OperationalError as e:
+            reason = _server_reason(str(e), self.dsn)
+            if any(problem in reason for problem in _CONFIGURATION_PROBLEMS):
+                raise ConfigurationError(f"PostgreSQL at {self.location}: {reason}") from None
+            raise _ConnectFailed(reason) from None
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _session_options(self) -> str:
+        # pgSTAC's functions and tables without a schema prefix, as pypgstac sets it;
+        # a lock wait that ends in an error, which is retried, rather than a hang.
+        lock_timeout_ms = int(self.lock_timeout_seconds * 1000)
+        return f"-c search_path=pgstac,public -c lock_timeout={lock_timeout_ms}"
+
+    def _translate(self, what: str, error: psycopg.Error) -> Exception:
+        """A geo_platform error for a database error that retrying did not or cannot fix."""
+        message = _scrub((error.diag.message_primary or str(error)).strip(), self.dsn)
+        if _is_transient(error):
+            return TransientError(
+                f"{what} at {self.location}: {message} (after {self.attempts} attempts)"
+            )
+        if isinstance(error, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
+            return ConfigurationError(
+                f"pgSTAC is not installed in {self.location} ({message}): run pypgstac migrate"
+            )
+        if isinstance(error, (psycopg.errors.RaiseException, psycopg.DataError)):
+            return InvalidInputError(what, message)
+        if isinstance(error, psycopg.IntegrityError):
+            return InvalidInputError(what, message)
+        return error
+
+
+class _ConnectFailed(Exception):
+    """No connection; ``reason`` is what libpq said, secrets removed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _is_transient(error: BaseException) -> bool:
+    # OperationalError covers lost connections, lock timeouts (55P03), deadlocks and
+    # serialization failures (40xxx), admin shutdowns and statement timeouts.
+    return isinstance(error, (_ConnectFailed, psycopg.OperationalError))
+
+
+def _server_reason(message: str, dsn: str) -> str:
+    """The part of a libpq connection error that says why, e.g. 'connection refused'."""
+    marker = "FATAL:" if "FATAL:" in message else "failed:"
+    reason = message.rpartition(marker)[2].strip() or message
+    reason = reason.splitlines()[0].strip()
+    return _scrub(reason[:1].lower() + reason[1:], dsn)
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """``text`` without the dsn's password: a safety net, libpq does not quote it."""
+    try:
+        password = str(conninfo_to_dict(dsn).get("password") or "")
+    except psycopg.Error:
+        return text
+    # A very short password would blank out ordinary letters of the message instead.
+    return text.replace(password, "***") if len(password) >= 4 else text
+
+
+def _scalar(conn: psycopg.Connection, query: str, params: Sequence[Any]) -> Any:
+    row = conn.execute(query, params).fetchone()
+    return row[0] if row else None
+
+
+def _check_collections(conn: psycopg.Connection, items: list[dict[str, Any]]) -> None:
+    wanted = sorted({item["collection"] for item in items})
+    found = {
+        row[0] for row in conn.execute("SELECT id FROM collections WHERE id = ANY(%s)", [wanted])
+    }
+    for item in items:
+        if item["collection"] not in found:
+            raise InvalidInputError(
+                f"item {item['id']!r}", f"unknown collection {item['collection']!r}"
+            )
+
+
+def _existing_keys(conn: psycopg.Connection, items: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(collection, id) of the batch's items already stored."""
+    collections = sorted({item["collection"] for item in items})
+    # Both arrays filter: pgSTAC partitions items by collection, and each partition
+    # has a unique index on id. Pairs that only match crosswise are dropped below.
+    rows = conn.execute(
+        "SELECT collection, id FROM items WHERE collection = ANY(%s) AND id = ANY(%s)",
+        [collections, [item["id"] for item in items]],
+    )
+    wanted = {(item["collection"], item["id"]) for item in items}
+    return {(c, i) for c, i in rows if (c, i) in wanted}
+
+
+_DUPLICATE_KEY = re.compile(r"\(id\)=\((?P<id>.*)\) already exists")
+
+
+def _duplicate_error(
+    error: psycopg.errors.UniqueViolation, items: list[dict[str, Any]]
+) -> Exception:
+    match = _DUPLICATE_KEY.search(error.diag.message_detail or "")
+    if not match:
+        return InvalidInputError("items", "an item already exists (method insert)")
+    item_id = match["id"]
+    collection = next((i["collection"] for i in items if i["id"] == item_id), None)
+    return InvalidInputError(
+        f"item {item_id!r}", f"already exists in collection {collection!r} (method insert)"
+    )
+
+
+def _load_with_pypgstac(
+    conn: psycopg.Connection, items: list[dict[str, Any]], method: LoadMethod, location: str
+) -> None:
+    loader = _BatchLoader(_ConnectionDB(conn))
+    try:
+        loader.load_items(iter(items), insert_mode=Methods(method), chunksize=len(items))
+    except (psycopg.Error, GeoPlatformError):
+        raise
+    except Exception as e:
+        # pypgstac raises bare Exceptions for a schema version it does not support
+        # or a collection it cannot read: the database, not the items, is at fault.
+        raise ConfigurationError(f"pypgstac cannot load into {location}: {e}") from e
+
+
+def _search_pages(
+    conn: psycopg.Connection, body: dict[str, Any], limit: int | None, page_size: int
+) -> Iterator[dict[str, Any]]:
+    """Features of pgSTAC's search, following its ``next`` token until ``limit``."""
+    returned = 0
+    token: str | None = None
+    while True:
+        want = page_size if limit is None else min(page_size, limit - returned)
+        page = dict(body, limit=want, **({"token": token} if token else {}))
+        result = _scalar(conn, "SELECT search(%s)", [Jsonb(page)])
+        features = result.get("features") or []
+        for feature in features:
+            base_item = feature.pop("pgstac:base_item", None)
+            yield hydrate(base_item, feature) if base_item else feature
+        returned += len(features)
+        token = _next_token(result)
+        if token is None or not features or (limit is not None and returned >= limit):
+            return
+
+
+def _next_token(result: dict[str, Any]) -> str | None:
+    for link in result.get("links") or []:
+        if link.get("rel") == "next":
+            tokens = parse_qs(urlsplit(link.get("href", "")).query).get("token")
+            return tokens[0] if tokens else None
+    return None
+
+
+class _ConnectionDB(PgstacDB):
+    """pypgstac's database wrapper over a connection (and transaction) we own.
+
+    PgstacDB opens a pool of its own; the Loader has to write inside our
+    transaction instead, and must not roll back on our behalf.
+    """
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        super().__init__(dsn="", connection=connection)
+
+    def connect(self) -> psycopg.Connection:
+        assert self.connection is not None
+        return self.connection
+
+    def query(  # type: ignore[override]  # the parent is wrapped by tenacity
+        self,
+        query: str | sql.SQL | sql.Composed,
+        args: Sequence[Any] | None = None,
+        row_factory: Any = tuple_row,
+    ) -> Generator[Any, None, None]:
+        assert self.connection is not None
+        with self.connection.cursor(row_factory=row_factory) as cursor:
+            cursor.execute(query, args, prepare=False)
+            if cursor.description is not None:
+                yield from cursor.fetchall()
+
+    def disconnect(self) -> None:
+        """The connection belongs to PgstacCatalog, which closes it."""
+
+
+class _BatchLoader(Loader):
+    """pypgstac's Loader, with its partition retry kept only for what it is for.
+
+    The Loader retries a partition load up to 10 times, waiting up to 2 minutes,
+    on lock and serialization errors too. Inside our transaction those are better
+    retried by PgstacCatalog, whole batch on a fresh connection; a CheckViolation
+    (partition bounds that need widening) is still handled here, as pypgstac does.
+    """
+
+    load_partition = Loader.load_partition.retry_with(  # type: ignore[attr-defined]
+        retry=retry_if_exception_type(psycopg.errors.CheckViolation),
+        stop=stop_after_attempt(3),
+        wait=wait_none(),
+    )
+
+    def format_item(self, _item: Any) -> dict[str, Any]:
+        try:
+            return super().format_item(_item)
+        except Exception as e:
+            item = _item if isinstance(_item, dict) else {}
+            raise InvalidInputError(f"item {item.get('id')!r}", _format_problem(item, e)) from e
+
+
+def _format_problem(item: dict[str, Any], error: Exception) -> str:
+    """What pypgstac refused in an item; plpygis's own messages can be a bare letter."""
+    try:
+        Geometry.from_geojson(item.get("geometry"))
+    except (PlpygisError, LookupError, TypeError, ValueError) as geometry_error:
+        return f"has an invalid geometry ({type(geometry_error).__name__}: {geometry_error!r})"
+    return f"refused by pypgstac: {type(error).__name__}: {error}"

@@ -18,9 +18,11 @@ from geo_platform.defs.raster.partitions import raster_partitions
 from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.instance import get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
+from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
 from geo_platform.resources import build_resources
-from geo_platform.resources.blob_store import BRONZE
+from geo_platform.resources.blob_store import BRONZE, BlobStore
+from geo_platform.resources.cog_tier_io_manager import SHA256_METADATA
 from geo_platform.settings import PlatformSettings
 
 
@@ -83,7 +85,7 @@ def ingest(
         if problem:
             outcome = IngestOutcome(source, key, False, f"{source}: {problem}")
         else:
-            blob_store.upload_file(source, BRONZE, key)
+            _upload_if_changed(blob_store, source, key)
             instance.add_dynamic_partitions(raster_partitions.name, [key])
             result = job.execute_in_process(
                 run_config=run_config,
@@ -108,6 +110,17 @@ def ingest(
             asset_selection=[dg.AssetKey("collection_summary")],
         )
     return outcomes
+
+
+def _upload_if_changed(blob_store: BlobStore, source: Path, key: str) -> None:
+    """Leave an identical bronze blob alone: its modification time dates the item."""
+    digest = sha256_file(source)
+    try:
+        existing = blob_store.info(BRONZE, key).metadata.get(SHA256_METADATA)
+    except FileNotFoundError:
+        existing = None
+    if existing != digest:
+        blob_store.upload_file(source, BRONZE, key, metadata={SHA256_METADATA: digest})
 
 
 def _outcome(source: Path, key: str, result: dg.ExecuteInProcessResult) -> IngestOutcome:

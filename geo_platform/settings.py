@@ -119,6 +119,8 @@ class AzureSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_AZURE_")
 
     connection_string: SecretStr = SecretStr(AZURITE_CONNECTION_STRING)
+    # Prepended to every container name: deployments (or test runs) can share an account.
+    container_prefix: str = ""
 
 
 def get_postgres_settings() -> PostgresSettings:

@@ -1,10 +1,18 @@
 import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from pypgstac.db import PgstacDB
+from pypgstac.migrate import Migrate
 
-from geo_platform.settings import PlatformSettings
+from geo_platform.settings import PlatformSettings, PostgresSettings
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -70,3 +78,87 @@ def instance(settings: PlatformSettings) -> dg.DagsterInstance:
     from geo_platform.instance import get_instance
 
     return get_instance(settings)
+
+
+def conninfo(settings: PostgresSettings, database: str) -> str:
+    # Keywords, not settings.dsn(): a password needs no URL quoting this way.
+    return make_conninfo(
+        host=settings.host,
+        port=settings.port,
+        user=settings.user,
+        password=settings.password.get_secret_value(),
+        dbname=database,
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_settings() -> PostgresSettings:
+    return PostgresSettings()
+
+
+@contextmanager
+def _scratch_database(pg: PostgresSettings, prefix: str) -> Iterator[str]:
+    """A database of its own for this session (`make test` starts PostgreSQL: no skip)."""
+    admin_dsn = conninfo(pg, pg.database)
+    problem = ""
+    try:
+        admin = psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as e:
+        problem = str(e)
+    # Outside the except block: the message alone, not psycopg's chained traceback.
+    if problem:
+        pytest.fail(
+            f"PostgreSQL not reachable at {pg.redacted_dsn()} "
+            f"(start it with `make services`): {problem}"
+        )
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+@pytest.fixture(scope="session")
+def pgstac_database(pg_settings: PostgresSettings) -> Iterator[str]:
+    """A scratch database with pgSTAC migrated into it, dropped after the session."""
+    with _scratch_database(pg_settings, "geo_platform_test") as name:
+        db = PgstacDB(conninfo(pg_settings, name))
+        Migrate(db).run_migration()
+        db.close()
+        yield name
+
+
+@pytest.fixture(scope="session")
+def pgstac_dsn(pg_settings: PostgresSettings, pgstac_database: str) -> str:
+    return conninfo(pg_settings, pgstac_database)
+
+
+@pytest.fixture(scope="session")
+def dagster_database(pg_settings: PostgresSettings) -> Iterator[str]:
+    """A scratch database for a production Dagster instance's runs and events."""
+    with _scratch_database(pg_settings, "dagster_test") as name:
+        yield name
+
+
+@pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.integration)])
+def profile_settings(
+    request: pytest.FixtureRequest, settings: PlatformSettings, monkeypatch: pytest.MonkeyPatch
+) -> PlatformSettings:
+    """The same platform on each profile; production gets scratch databases and containers."""
+    if request.param == "embedded":
+        return settings
+    monkeypatch.setenv("GEO_PLATFORM_PROFILE", "production")
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv("GEO_PLATFORM_PG_DATABASE", request.getfixturevalue("pgstac_database"))
+    monkeypatch.setenv(
+        "GEO_PLATFORM_PG_DAGSTER_DATABASE", request.getfixturevalue("dagster_database")
+    )
+    monkeypatch.setenv("GEO_PLATFORM_AZURE_CONTAINER_PREFIX", f"t{uuid.uuid4().hex[:8]}-")
+    for name in ("GEO_PLATFORM_PGSTAC_DSN", "GEO_PLATFORM_AZURE_CONNECTION_STRING"):
+        monkeypatch.delenv(name, raising=False)
+    return PlatformSettings()

@@ -13,6 +13,7 @@ from geo_platform.cli import main
 from geo_platform.ingest import ingest
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.resources import build_resources
 
@@ -27,13 +28,19 @@ def _tier_path(settings, tier, key):
     return settings.blob_root / container / key.replace(".tif", f".{tier}.tif")
 
 
-def test_every_real_raster_goes_all_the_way(settings, copy_real):
+def _tier_blob(tier: str, key: str) -> tuple[str, str]:
+    return TIER_SPECS[Tier(tier)].container, tier_blob_key(Tier(tier), key)
+
+
+def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
+    settings = profile_settings
     folder = copy_real(*REAL_RASTER_TIERS)
     outcomes = ingest([folder], collection="real", output_tier=None, settings=settings)
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_RASTER_TIERS)
 
-    catalog = build_resources(settings)["stac_catalog"]
+    resources = build_resources(settings)
+    catalog, store = resources["stac_catalog"], resources["blob_store"]
     items = {i["id"]: i for i in catalog.search(collections=["real"], limit=None)}
     assert len(items) == len(REAL_RASTER_TIERS)
     for name, tiers in REAL_RASTER_TIERS.items():
@@ -42,14 +49,15 @@ def test_every_real_raster_goes_all_the_way(settings, copy_real):
         assert set(item["assets"]) == tiers, name
         assert validate_item(item) == []
         for tier in tiers:
-            path = _tier_path(settings, tier, key)
-            assert item["assets"][tier]["href"] == str(path)
-            assert item["assets"][tier]["file:checksum"] == "1220" + sha256_file(path)
-            assert cog_validate(str(path), quiet=True)[0], f"{key} {tier}"
-            if tier != "visualization":
-                assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
+            container, blob = _tier_blob(tier, key)
+            assert item["assets"][tier]["href"] == store.href(container, blob)
+            with store.local_file(container, blob) as path:
+                assert item["assets"][tier]["file:checksum"] == "1220" + sha256_file(path)
+                assert cog_validate(str(path), quiet=True)[0], f"{key} {tier}"
+                if tier != "visualization":
+                    assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
         for tier in {"visualization", "analysis", "archive"} - tiers:
-            assert not _tier_path(settings, tier, key).exists()
+            assert not store.exists(*_tier_blob(tier, key))
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
@@ -58,7 +66,8 @@ def test_every_real_raster_goes_all_the_way(settings, copy_real):
     assert north >= max(i["bbox"][3] for i in items.values())
 
 
-def test_bad_files_fail_alone_with_their_reason(settings, copy_real, real_rasters, tmp_path):
+def test_bad_files_fail_alone_with_their_reason(profile_settings, copy_real, real_rasters):
+    settings = profile_settings
     folder = copy_real("image_rgb.tif", "image_float.tif", folder="batch")
     shutil.copy2(real_rasters / "nontiff.jpg", folder / "nontiff.jpg")
     bad_inputs.truncated_geotiff(real_rasters / "image_rgba.tif", folder / "truncated.tif")
@@ -81,37 +90,43 @@ def test_bad_files_fail_alone_with_their_reason(settings, copy_real, real_raster
         "huge.tif": "over the limit",
         "readings.tif": "not a readable raster",
     }
+    resources = build_resources(settings)
+    catalog, store = resources["stac_catalog"], resources["blob_store"]
     for name, problem in expected.items():
         outcome = outcomes[f"batch/{name}"]
         assert not outcome.ok
         assert outcome.message.startswith(f"bronze/batch/{name}: "), outcome.message
         assert problem in outcome.message
         for tier in ("visualization", "analysis", "archive"):
-            assert not _tier_path(settings, tier, f"batch/{name}").exists()
+            assert not store.exists(*_tier_blob(tier, f"batch/{name}"))
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == sources
     for name, data in sources.items():
-        assert (settings.blob_root / "bronze" / "batch" / name).read_bytes() == data
-    catalog = build_resources(settings)["stac_catalog"]
-    assert sorted(i["id"] for i in catalog.search(collections=["batch"])) == [
-        "image_float",
-        "image_rgb",
-    ]
+        with store.local_file("bronze", f"batch/{name}") as path:
+            assert path.read_bytes() == data
+    found = sorted(i["id"] for i in catalog.search(collections=["batch"]))
+    assert found == ["image_float", "image_rgb"]
 
 
-def test_reingesting_leaves_one_item_and_the_same_bytes(settings, copy_real):
+def test_reingesting_leaves_one_item_and_the_same_bytes(profile_settings, copy_real):
+    settings = profile_settings
     folder = copy_real("image_rgb_mask.tif")
     ingest([folder], collection="again", output_tier=None, settings=settings)
+    resources = build_resources(settings)
+    catalog, store = resources["stac_catalog"], resources["blob_store"]
     key = "again/image_rgb_mask.tif"
-    first = {
-        t: sha256_file(_tier_path(settings, t, key))
-        for t in ("visualization", "analysis", "archive")
-    }
-    catalog = build_resources(settings)["stac_catalog"]
+
+    def checksums() -> dict[str, str]:
+        sums = {}
+        for tier in ("visualization", "analysis", "archive"):
+            with store.local_file(*_tier_blob(tier, key)) as path:
+                sums[tier] = sha256_file(path)
+        return sums
+
+    first = checksums()
     item_before = catalog.get_item("again", "image_rgb_mask")
     outcomes = ingest([folder], collection="again", output_tier=None, settings=settings)
     assert all(o.ok for o in outcomes)
-    second = {t: sha256_file(_tier_path(settings, t, key)) for t in first}
-    assert first == second
+    assert checksums() == first
     assert len(catalog.search(collections=["again"], limit=None)) == 1
     assert catalog.get_item("again", "image_rgb_mask") == item_before
 

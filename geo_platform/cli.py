@@ -72,14 +72,25 @@ def stac_group() -> None:
 @stac_group.command("search")
 @click.option("--collection", "collections", multiple=True, help="Collection id (repeatable).")
 @click.option("--bbox", help="W,S,E,N in degrees.")
-@click.option("--datetime", "datetime_", help="Instant or range A/B (open ends: ..).")
+@click.option("--datetime", "datetime_", help="Instant, date, or range A/B (open end: ..).")
+@click.option("--id", "ids", multiple=True, help="Item id (repeatable).")
+@click.option(
+    "--query",
+    help='Property filters as JSON, e.g. \'{"gsd": {"lte": 1}, "naip:state": {"eq": "al"}}\'',
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
 def stac_search(
-    collections: tuple[str, ...], bbox: str | None, datetime_: str | None, limit: int
+    collections: tuple[str, ...],
+    bbox: str | None,
+    datetime_: str | None,
+    ids: tuple[str, ...],
+    query: str | None,
+    limit: int,
 ) -> None:
-    """Print matching items as a GeoJSON FeatureCollection."""
+    """Print matching items as a GeoJSON FeatureCollection (newest first)."""
+    from geo_platform.errors import InvalidInputError
     from geo_platform.resources import build_resources
-    from geo_platform.resources.stac_catalog import parse_datetime_range
+    from geo_platform.resources.stac_catalog import check_search
 
     parsed_bbox = None
     if bbox:
@@ -89,17 +100,71 @@ def stac_search(
             raise click.BadParameter(f"{bbox!r} is not four numbers", param_hint="--bbox") from None
         if len(parsed_bbox) != 4:
             raise click.BadParameter(f"{bbox!r} is not W,S,E,N", param_hint="--bbox")
-    if datetime_:
+    parsed_query = None
+    if query:
         try:
-            parse_datetime_range(datetime_)
-        except ValueError as e:
-            raise click.BadParameter(str(e), param_hint="--datetime") from None
+            parsed_query = json.loads(query)
+        except json.JSONDecodeError as e:
+            raise click.BadParameter(f"not JSON ({e})", param_hint="--query") from None
+    try:
+        check_search(parsed_bbox, datetime_, parsed_query, limit)
+    except InvalidInputError as e:
+        raise click.BadParameter(e.problem, param_hint=f"--{e.source}") from None
     catalog = build_resources(get_platform_settings())["stac_catalog"]
     items = catalog.search(
-        collections=list(collections) or None, bbox=parsed_bbox, datetime=datetime_, limit=limit
+        collections=list(collections) or None,
+        bbox=parsed_bbox,
+        datetime=datetime_,
+        ids=list(ids) or None,
+        query=parsed_query,
+        limit=limit,
     )
     json.dump({"type": "FeatureCollection", "features": items}, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+@stac_group.command("load")
+@click.argument("items", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--collection",
+    "collection_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A collection JSON file, created or replaced before the items.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["upsert", "insert", "ignore", "delsert"]),
+    default="upsert",
+    show_default=True,
+    help="What an item whose id exists does (pypgstac's methods).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Items per batch.")
+def stac_load(
+    items: Path, collection_path: Path | None, method: str, batch_size: int | None
+) -> None:
+    """Load an NDJSON file of items (one a line) into the catalog, streaming, in batches."""
+    from geo_platform.errors import GeoPlatformError
+    from geo_platform.lib.stac.load import load_ndjson
+    from geo_platform.resources import build_resources
+
+    catalog = build_resources(get_platform_settings())["stac_catalog"]
+    try:
+        report = load_ndjson(
+            catalog, items, method=method, batch_size=batch_size, collection_path=collection_path
+        )
+    except GeoPlatformError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    for rejection in report.rejected[:50]:
+        item = f" item {rejection.item_id}" if rejection.item_id else ""
+        click.echo(f"rejected line {rejection.line}{item}: {rejection.reason}", err=True)
+    if len(report.rejected) > 50:
+        click.echo(f"... and {len(report.rejected) - 50} more rejected lines", err=True)
+    click.echo(
+        f"{report.loaded} loaded, {report.skipped} skipped, {len(report.rejected)} rejected "
+        f"({method}, {report.items_per_second:,.0f} items/s)"
+    )
+    sys.exit(1 if report.rejected else 0)
 
 
 @main.command("doctor")

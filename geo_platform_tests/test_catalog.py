@@ -3,7 +3,7 @@ import json
 import pytest
 
 from geo_platform.errors import InvalidInputError
-from geo_platform.resources.stac_catalog import DuckDBCatalog, parse_datetime_range
+from geo_platform.resources.stac_catalog import DuckDBCatalog, parse_datetime_interval
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +47,9 @@ def test_bbox_and_datetime_search_match_a_brute_force_answer(naip):
 def test_open_ended_ranges_collections_and_limit(naip):
     catalog, items = naip
     newest = max(i["properties"]["datetime"] for i in items)
-    assert {i["properties"]["datetime"] for i in catalog.search(datetime=f"{newest}/..")} == {newest}
+    assert {i["properties"]["datetime"] for i in catalog.search(datetime=f"{newest}/..")} == {
+        newest
+    }
     assert catalog.search(collections=["nothing-here"]) == []
     assert len(catalog.search(collections=[items[0]["collection"]], limit=7)) == 7
 
@@ -64,7 +66,9 @@ def test_unknown_collection_and_bad_items_are_rejected_whole(naip, tmp_path):
 
 
 def test_datetime_parsing():
-    start, end = parse_datetime_range("2020-01-01T00:00:00Z/..")
-    assert start.year == 2020 and end is None
+    interval = parse_datetime_interval("2020-01-01T00:00:00Z/..")
+    assert interval.start.year == 2020 and interval.end is None
+    day = parse_datetime_interval("2020-01-01")
+    assert (day.end - day.start).days == 1 and not day.end_inclusive
     with pytest.raises(ValueError, match="ends before it starts"):
-        parse_datetime_range("2021-01-01/2020-01-01")
+        parse_datetime_interval("2021-01-01/2020-01-01")

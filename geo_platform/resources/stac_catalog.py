@@ -261,32 +261,6 @@ def _parse_ts(text: str) -> dt.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def parse_datetime_range(value: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """A STAC API datetime: an instant, or ``start/end`` with ``..`` or empty for open ends.
-
-    The ends as written; :func:`parse_datetime_interval` is what search applies.
-    """
-    parts = value.split("/")
-    if len(parts) > 2:
-        raise ValueError(f"datetime {value!r} must be an instant or start/end")
-
-    def one(text: str) -> dt.datetime | None:
-        text = text.strip()
-        if text in ("", ".."):
-            return None
-        return _parse_ts(text)
-
-    if len(parts) == 1:
-        instant = one(parts[0])
-        if instant is None:
-            raise ValueError(f"datetime {value!r} has no instant")
-        return instant, instant
-    start, end = one(parts[0]), one(parts[1])
-    if start and end and start > end:
-        raise ValueError(f"datetime range {value!r} ends before it starts")
-    return start, end
-
-
 @dataclass(frozen=True)
 class DatetimeInterval:
     """The time a search datetime selects: from ``start`` (inclusive, None for open)

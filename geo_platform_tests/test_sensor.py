@@ -1,4 +1,5 @@
 import shutil
+import uuid
 
 import dagster as dg
 import pytest
@@ -114,3 +115,27 @@ def test_blobs_already_ingested_by_the_cli_are_not_run_again(
     shutil.copy(real_rasters / "image_web.tif", replaced)
     again, _ = _tick(instance, store, result.cursor)
     assert [r.partition_key for r in again.run_requests] == ["cli/image_rgb.tif"]
+
+
+@pytest.mark.integration
+def test_a_tick_that_fails_while_storage_is_down_misses_nothing(instance, real_rasters, tmp_path):
+    from geo_platform.errors import TransientError
+    from geo_platform.resources.azure_blob_store import AzureBlobStore
+    from geo_platform.settings import AZURITE_CONNECTION_STRING
+
+    prefix = f"s{uuid.uuid4().hex[:8]}-"
+    up = AzureBlobStore(connection_string=AZURITE_CONNECTION_STRING, container_prefix=prefix)
+    down = AzureBlobStore(
+        connection_string=AZURITE_CONNECTION_STRING.replace("127.0.0.1:10000", "127.0.0.1:1"),
+        container_prefix=prefix,
+    )
+    up.upload_file(real_rasters / "image_rgb.tif", "bronze", "az/first.tif")
+    first, _ = _tick(instance, up)
+    assert [r.partition_key for r in first.run_requests] == ["az/first.tif"]
+
+    up.upload_file(real_rasters / "image_web.tif", "bronze", "az/second.tif")
+    with pytest.raises(TransientError, match="unreachable"):
+        _tick(instance, down, first.cursor)
+    # Dagster keeps the cursor of the last successful tick: the next one resumes there.
+    resumed, _ = _tick(instance, up, first.cursor)
+    assert [r.partition_key for r in resumed.run_requests] == ["az/second.tif"]

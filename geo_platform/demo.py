@@ -7,7 +7,7 @@ import click
 from geo_platform.ingest import IngestOutcome, ingest
 from geo_platform.lib.raster.samples import write_dem_sample, write_rgb_sample
 from geo_platform.resources import build_resources
-from geo_platform.settings import PlatformSettings, get_price_settings
+from geo_platform.settings import PlatformSettings, Profile, get_price_settings
 
 DEMO_COLLECTION = "demo"
 
@@ -32,9 +32,7 @@ def run_demo(settings: PlatformSettings) -> int:
     catalog = build_resources(settings)["stac_catalog"]
     items = catalog.search(collections=[DEMO_COLLECTION], limit=None)
     prices = get_price_settings()
-    click.echo(
-        f"\nSTAC catalog ({settings.catalog_path}): {len(items)} items in '{DEMO_COLLECTION}'"
-    )
+    click.echo(f"\nSTAC catalog ({catalog.location}): {len(items)} items in '{DEMO_COLLECTION}'")
     total_cost = 0.0
     for item in items:
         click.echo(f"  item {item['collection']}/{item['id']}  {item['properties']['datetime']}")
@@ -47,8 +45,10 @@ def run_demo(settings: PlatformSettings) -> int:
                 f"{asset['href']}"
             )
     click.echo(f"  storage cost of all tiers: {total_cost:.8f} {prices.currency}/month")
+    profile = "" if settings.profile is Profile.EMBEDDED else f" PROFILE={settings.profile.value}"
     click.echo(
-        "\nSearch it:  .venv/bin/geo-platform stac search --collection demo\n"
-        "Look at it: make dev, then open http://127.0.0.1:3000 (Assets -> cog_analysis ...)"
+        f"\nSearch it:  .venv/bin/geo-platform stac search --collection {DEMO_COLLECTION}\n"
+        f"Look at it: make dev{profile}, then open http://127.0.0.1:3000 "
+        "(Assets -> cog_analysis ...)"
     )
     return 0 if outcomes and all(o.ok for o in outcomes) else 1

@@ -58,6 +58,11 @@ class StacCatalog(dg.ConfigurableResource, ABC):
 
     batch_size: int = DEFAULT_BATCH_SIZE
 
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the catalog is, for messages: never a secret."""
+
     @abstractmethod
     def upsert_collection(self, collection: dict[str, Any]) -> None:
         """Create or replace a collection."""
@@ -499,6 +504,11 @@ class DuckDBCatalog(StacCatalog):
 
     path: str
     lock_timeout_seconds: float = 60.0
+
+    @property
+    def location(self) -> str:
+        """Where the catalog is, for messages."""
+        return self.path
 
     @contextmanager
     def _connection(

@@ -70,29 +70,28 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _stop_process_group(proc: subprocess.Popen) -> None:
     """SIGTERM the whole group (webserver, daemon, code server, runs), then SIGKILL."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        proc.wait()
-        return
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
     for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
         try:
             os.killpg(pgid, sig)
         except ProcessLookupError:
             break
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)  # any member of the group left?
-            except ProcessLookupError:
-                break
-            proc.poll()  # reap the leader so it doesn't linger as a zombie
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or it lingers as a zombie member of the group
             time.sleep(0.2)
-        else:
-            continue
-        break
+        if not _group_alive(pgid):
+            break
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
@@ -296,9 +295,10 @@ def _ui_failure(page, tmp_path: Path, server: DagsterDev, what: str) -> str:
 def test_materialize_cog_analysis_partition_from_ui(
     platform_env, ui_instance, dagster_dev: DagsterDev, page
 ):
-    instance = ui_instance
     import dagster as dg
+    from rio_cogeo.cogeo import cog_validate
 
+    instance = ui_instance
     tmp_path = platform_env["tmp"]
     try:
         run_id = _launch_from_catalog(page, dagster_dev.url)
@@ -315,12 +315,22 @@ def test_materialize_cog_analysis_partition_from_ui(
     assert run is not None, f"run {run_id} from the UI is not in the instance"
     assert run.status == dg.DagsterRunStatus.SUCCESS, run.status
     assert run.tags.get("dagster/partition") == PARTITION_KEY, run.tags
-    materialized = {
-        (entry.asset_materialization.asset_key, entry.asset_materialization.partition)
-        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+    assert "dagster/sensor_name" not in run.tags, run.tags  # not the bronze_rasters run
+    materializations = {
+        (m.asset_key.to_user_string(), m.partition): m
+        for m in (
+            entry.asset_materialization
+            for entry in instance.all_logs(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+            )
+        )
     }
-    assert (dg.AssetKey("cog_analysis"), PARTITION_KEY) in materialized, materialized
-    assert (dg.AssetKey("raster_validation"), PARTITION_KEY) in materialized, materialized
+    assert ("raster_validation", PARTITION_KEY) in materializations, materializations.keys()
+    assert ("cog_analysis", PARTITION_KEY) in materializations, materializations.keys()
 
     cog = platform_env["data_dir"] / "blobs" / "silver" / "demo" / "image_rgb.analysis.tif"
     assert cog.is_file() and cog.stat().st_size > 0, f"no COG at {cog}"
+    href = materializations["cog_analysis", PARTITION_KEY].metadata["href"].value
+    assert Path(href) == cog.resolve(), href
+    is_valid, errors, _warnings = cog_validate(str(cog), quiet=True)
+    assert is_valid, errors

@@ -85,38 +85,36 @@ def check_dagster_instance(settings: PlatformSettings) -> CheckResult:
     return CheckResult("dagster instance", True, f"{storage} in {os.environ.get('DAGSTER_HOME')}")
 
 
-def check_postgis(settings: PlatformSettings) -> CheckResult:
+def _postgres_check(name: str, query: str, describe: Callable[[str], str], fix: str) -> CheckResult:
+    """Run one query on the platform database; its answer, or the failure, is the finding."""
     pg = get_postgres_settings()
     try:
         import psycopg
 
         with psycopg.connect(pg.dsn(), connect_timeout=5) as con:
-            version = con.execute("SELECT postgis_full_version()").fetchone()[0].split('"')[1]
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(
-            "postgis",
-            False,
-            f"{pg.redacted_dsn()}: {_first_line(e)}",
-            "make services (or set GEO_PLATFORM_PG_HOST/PORT/USER/PASSWORD/DATABASE)",
-        )
-    return CheckResult("postgis", True, f"PostGIS {version} at {pg.redacted_dsn()}")
+            answer = con.execute(query).fetchone()[0]
+    except Exception as e:  # noqa: BLE001 - any failure here is the finding
+        return CheckResult(name, False, f"{pg.redacted_dsn()}: {_first_line(e)}", fix)
+    return CheckResult(name, True, describe(answer))
+
+
+def check_postgis(settings: PlatformSettings) -> CheckResult:
+    pg = get_postgres_settings()
+    return _postgres_check(
+        "postgis",
+        "SELECT postgis_lib_version()",
+        lambda version: f"PostGIS {version} at {pg.redacted_dsn()}",
+        "make services (or set GEO_PLATFORM_PG_HOST/PORT/USER/PASSWORD/DATABASE)",
+    )
 
 
 def check_pgstac(settings: PlatformSettings) -> CheckResult:
-    pg = get_postgres_settings()
-    try:
-        import psycopg
-
-        with psycopg.connect(pg.dsn(), connect_timeout=5) as con:
-            version = con.execute("SELECT pgstac.get_version()").fetchone()[0]
-    except Exception as e:  # noqa: BLE001
-        return CheckResult(
-            "pgstac",
-            False,
-            f"{pg.redacted_dsn()}: {_first_line(e)}",
-            f"make services, or: pypgstac migrate --dsn {pg.redacted_dsn()}",
-        )
-    return CheckResult("pgstac", True, f"pgSTAC {version}")
+    return _postgres_check(
+        "pgstac",
+        "SELECT pgstac.get_version()",
+        lambda version: f"pgSTAC {version}",
+        "make services, or: pypgstac migrate --dsn postgresql://USER:PASSWORD@HOST:PORT/DATABASE",
+    )
 
 
 def check_azure(settings: PlatformSettings) -> CheckResult:

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
@@ -58,6 +57,8 @@ RESULTS_PATH = HERE / "results" / "cog_tiers.json"
 QUICK_RESULTS_PATH = HERE / "results" / "cog_tiers.quick.json"
 SEED = 20240607
 MB = 1024 * 1024
+# A run during which other processes used more CPU than this (in cores) is "disturbed".
+QUIET_CORES = 0.25
 
 # Targets from the brief; reported, never asserted.
 TARGET_THROUGHPUT = 0.9  # ours / gdal_translate, higher is better
@@ -68,7 +69,6 @@ CLI = "gdal_translate"
 BUNDLED = "bundled"
 OURS = "ours"
 WRITERS = (CLI, BUNDLED, OURS)
-WRITER_LABELS = {CLI: "gdal_translate", BUNDLED: "GDALTranslate(bundled)", OURS: "ours"}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -127,7 +127,7 @@ class ValueNoise:
         bottom = grid[iy[:, None] + 1, ix] * (1 - tx) + grid[iy[:, None] + 1, ix + 1] * tx
         return top * (1 - ty) + bottom * ty
 
-    def __call__(self, rows: np.ndarray, cols: np.ndarray, persistence: float = 0.55):
+    def __call__(self, rows: np.ndarray, cols: np.ndarray, persistence: float = 0.55) -> np.ndarray:
         """Noise in [0, 1] at the outer product of ``rows`` and ``cols``."""
         total = np.zeros((rows.size, cols.size))
         weight, norm = 1.0, 0.0
@@ -144,7 +144,9 @@ _PALETTE = np.array(
 )
 
 
-def _rgb_strip(noise: dict[str, ValueNoise], rng, rows, cols) -> np.ndarray:
+def _rgb_strip(
+    noise: dict[str, ValueNoise], rng: np.random.Generator, rows: np.ndarray, cols: np.ndarray
+) -> np.ndarray:
     """Land-cover-like parcels with shading, a few linear features and sensor texture."""
     parcels = noise["parcels"](rows, cols, persistence=0.35)
     classes = np.clip(((parcels - 0.2) / 0.6 * len(_PALETTE)).astype(int), 0, len(_PALETTE) - 1)
@@ -156,7 +158,13 @@ def _rgb_strip(noise: dict[str, ValueNoise], rng, rows, cols) -> np.ndarray:
     return np.clip(rgb, 0, 255).astype(np.uint8).transpose(2, 0, 1)
 
 
-def _dem_strip(noise: dict[str, ValueNoise], rng, rows, cols, spec: InputSpec) -> np.ndarray:
+def _dem_strip(
+    noise: dict[str, ValueNoise],
+    rng: np.random.Generator,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    spec: InputSpec,
+) -> np.ndarray:
     """Terrain-like heights in metres, centimetre noise, nodata outside a tilted footprint."""
     base = noise["terrain"](rows, cols, persistence=0.5)
     ridges = 1.0 - np.abs(2.0 * noise["ridges"](rows, cols) - 1.0)
@@ -228,7 +236,7 @@ class Sample:
     """One measured child process."""
 
     wall_s: float  # the whole child process
-    op_s: float  # the write itself: in-child for Python children, = wall_s for the CLI
+    op_s: float  # the write: in-child for Python children, the whole process for the CLI
     cpu_s: float  # user + system CPU time of the child (of the write, for Python children)
     maxrss_mb: float  # ru_maxrss of the child
     background_cores: float  # CPU used by other processes meanwhile, in cores
@@ -257,7 +265,7 @@ def machine_busy_s() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_until_quiet(max_wait_s: float, threshold_cores: float = 0.25) -> float:
+def wait_until_quiet(max_wait_s: float, threshold_cores: float = QUIET_CORES) -> float:
     """Wait (at most ``max_wait_s``) until other processes use < ``threshold_cores``.
 
     The machine may be shared (test suites, other benchmarks); measuring while it is
@@ -378,7 +386,8 @@ class Case:
         return sum(self.samples[-1].outputs.values())
 
 
-def _child_argv(task: dict[str, Any]) -> list[str]:
+def worker_argv(task: dict[str, Any]) -> list[str]:
+    """A child running ``worker(task)`` of this script."""
     return [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(task)]
 
 
@@ -409,7 +418,7 @@ def run_case(
             "threads": threads,
             "result": str(result_file),
         }
-        sample = run_child(_child_argv(task), env, result_file)
+        sample = run_child(worker_argv(task), env, result_file)
     else:
         (tier,) = case.tiers
         options = creation_options(tier, spec.dtype, threads)
@@ -428,7 +437,7 @@ def run_case(
                 "args": args,
                 "result": str(result_file),
             }
-            sample = run_child(_child_argv(task), env, result_file)
+            sample = run_child(worker_argv(task), env, result_file)
     case.samples.append(sample)
     return sample
 
@@ -459,6 +468,8 @@ def _translate_bundled(src: str, dst: str, args: list[str]) -> None:
     argv = (cp * (len(args) + 1))(*[a.encode() for a in args], None)
     options = lib.GDALTranslateOptionsNew(argv, None)
     source = lib.GDALOpen(src.encode(), 0)
+    if not source:
+        raise RuntimeError(f"cannot open {src}: {lib.CPLGetLastErrorMsg().decode()}")
     usage_error = ctypes.c_int(0)
     out = lib.GDALTranslate(dst.encode(), source, options, ctypes.byref(usage_error))
     if not out:
@@ -492,7 +503,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = [
-        "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
         for r in cells
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -725,19 +739,22 @@ def render(figures: dict[str, Any], cli_base_mb: float) -> str:
             ],
         )
     )
-    out += [
-        "",
-        (
-            f"RGB analysis tier: DEFLATE + PREDICTOR=2 {pred['deflate_predictor2_bytes'] / MB:.1f} MB "
-            f"vs {pred['deflate_no_predictor_bytes'] / MB:.1f} MB without a predictor (rio-cogeo's "
-            f"'deflate' profile): {100 * pred['saving']:.1f}% smaller; write "
-            f"{pred['predictor2_seconds']:.2f} s vs {pred['no_predictor_seconds']:.2f} s (bundled GDAL)"
-        ),
-    ]
+    with_mb, without_mb = (
+        pred[k] / MB for k in ("deflate_predictor2_bytes", "deflate_no_predictor_bytes")
+    )
+    note = (
+        f"RGB analysis tier: DEFLATE + PREDICTOR=2 {with_mb:.1f} MB vs {without_mb:.1f} MB "
+        f"without a predictor (rio-cogeo's 'deflate' profile): {100 * pred['saving']:.1f}% "
+        f"smaller; write {pred['predictor2_seconds']:.2f} s vs "
+        f"{pred['no_predictor_seconds']:.2f} s (bundled GDAL)"
+    )
+    out += ["", note]
     background = [s for r in single for s in r["background_cores"].values()]
+    background += [r["ours_all_background_cores"] for r in all_tiers]
     note = (
         f"Other processes used {statistics.median(background):.2f} cores (median, "
-        f"max {max(background):.2f}) during the best samples."
+        f"max {max(background):.2f}) during the runs kept; CPU seconds are less sensitive "
+        "to that than wall time."
     )
     out += ["", note]
     return "\n".join(out)
@@ -780,6 +797,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="seconds to wait for other processes to go quiet before each run",
     )
+    parser.add_argument(
+        "--max-extra",
+        type=int,
+        default=3,
+        help="extra runs of a measurement whose best run was disturbed by other processes",
+    )
     parser.add_argument("--keep-outputs", action="store_true", help="keep the written COGs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -801,7 +824,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "NUM_THREADS (creation option)": args.threads,
         "repeat": repeat,
         "time": "best of repeats; in-child time of the write for Python children",
-        "quiet gate": f"wait up to {args.max_wait:.0f} s for other processes < 0.25 cores",
+        "quiet gate": f"wait up to {args.max_wait:.0f} s for other processes < {QUIET_CORES} "
+        f"cores; up to {args.max_extra} extra runs if the best run was disturbed",
         "memory": "worst of repeats (ru_maxrss of a fresh child)",
         "quick": args.quick,
     }
@@ -818,16 +842,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_root = DATA_DIR / "out"
     cases = list(build_cases(specs))
     spec_by_key = {s.key: s for s in specs}
+
+    def measure(case: Case, label: str) -> None:
+        spec = spec_by_key[case.input_key]
+        sample = run_case(case, spec, env, args.threads, out_root, args.max_wait)
+        print(
+            f"[{label}] {case.name:<48} {sample.op_s:7.2f} s {sample.cpu_s:7.2f} cpu-s "
+            f"{sample.maxrss_mb:6.0f} MB (others: {sample.background_cores:.2f} cores)",
+            flush=True,
+        )
+
     for rep in range(repeat):
         for case in cases:
-            spec = spec_by_key[case.input_key]
-            sample = run_case(case, spec, env, args.threads, out_root, args.max_wait)
-            print(
-                f"[{rep + 1}/{repeat}] {case.name:<48} {sample.op_s:7.2f} s "
-                f"{sample.cpu_s:7.2f} cpu-s {sample.maxrss_mb:6.0f} MB "
-                f"(others: {sample.background_cores:.2f} cores)",
-                flush=True,
-            )
+            measure(case, f"{rep + 1}/{repeat}")
+    # On a shared machine: measure again what no undisturbed run was measured for.
+    for case in cases:
+        for extra in range(args.max_extra):
+            if case.best.background_cores <= QUIET_CORES:
+                break
+            measure(case, f"extra {extra + 1}")
     if not args.keep_outputs:
         shutil.rmtree(out_root, ignore_errors=True)
 

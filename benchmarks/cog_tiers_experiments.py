@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/cog_tiers_experiments.py [--quick] [--repeat N] [--only NAME]
+        [--input rgb|dem] [--source-compress DEFLATE] [--codec-check]
 
 Each variant below is a copy of the multi-tier path of
 ``geo_platform/lib/raster/cog.py`` with one thing changed, timed stage by stage in a
@@ -20,7 +21,8 @@ Variants (``source`` = where the tiers are encoded from, ``encode`` = how):
 * ``lossless_first``: the first lossless tier straight through the COG driver, the
   other tiers from it (``FORCE_USE_EXISTING``), in parallel;
 * ``single_seq``: no sharing: the single-tier path once per tier, one after another;
-* ``production_arena2``: ``production`` with ``MALLOC_ARENA_MAX=2`` (memory).
+* ``production_arena2`` / ``sequential_arena2``: with ``MALLOC_ARENA_MAX=2``, to see
+  how much of the peak RSS is glibc's per-thread arenas rather than live data.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rasterio
 import rasterio.shutil
 from cog_tiers import (
+    BUNDLED,
+    CLI,
     DATA_DIR,
     HERE,
     InputSpec,
@@ -50,6 +55,7 @@ from cog_tiers import (
     table,
     wait_until_quiet,
     warm_up,
+    worker_argv,
 )
 
 from geo_platform.lib.hashing import sha256_file
@@ -64,6 +70,14 @@ from geo_platform.lib.raster.tiers import Tier
 RESULTS_PATH = HERE / "results" / "cog_tiers_experiments.json"
 THREADS = "ALL_CPUS"
 Stages = dict[str, dict[str, float]]
+# Variants that encode from cog.py's uncompressed intermediate, and how they encode.
+INTERMEDIATE_MODES = {
+    "production": "pool",
+    "production_arena2": "pool",
+    "sequential": "sequential",
+    "sequential_arena2": "sequential",
+    "pool_1thread": "pool_1thread",
+}
 
 
 @contextmanager
@@ -145,8 +159,8 @@ def run_variant(name: str, source: str, tiers: list[Tier], out_dir: Path) -> Sta
         tempfile.TemporaryDirectory(dir=out_dir, prefix=".overviews-") as tmp_name,
     ):
         tmp, dtype = Path(tmp_name), src.dtypes[0]
-        if name in ("production", "production_arena2", "sequential", "pool_1thread"):
-            mode = {"sequential": "sequential", "pool_1thread": "pool_1thread"}.get(name, "pool")
+        if name in INTERMEDIATE_MODES:
+            mode = INTERMEDIATE_MODES[name]
             intermediate = _full_copy_with_overviews(src, tmp, stages)
             _encode_all(intermediate, outputs, dtype, mode, stages)
         elif name in ("vrt_ovr", "vrt_ovr_seq"):
@@ -178,8 +192,12 @@ VARIANTS = [
     "lossless_first",
     "single_seq",
     "production_arena2",
+    "sequential_arena2",
 ]
-VARIANT_ENV: dict[str, dict[str, str]] = {"production_arena2": {"MALLOC_ARENA_MAX": "2"}}
+VARIANT_ENV: dict[str, dict[str, str]] = {
+    "production_arena2": {"MALLOC_ARENA_MAX": "2"},
+    "sequential_arena2": {"MALLOC_ARENA_MAX": "2"},
+}
 
 
 def worker(task: dict[str, Any]) -> None:
@@ -202,7 +220,37 @@ def worker(task: dict[str, Any]) -> None:
     Path(task["result"]).write_text(json.dumps(result))
 
 
-def measure(spec: InputSpec, variant: str, env: dict[str, str], max_wait: float) -> dict:
+@dataclass(frozen=True)
+class Source:
+    """A benchmark input as the experiments use it, possibly a compressed copy."""
+
+    key: str
+    path: Path
+    tiers: tuple[Tier, ...]
+
+
+def source(spec: InputSpec, compress: str) -> Source:
+    """``spec`` itself, or (made once) a tiled copy of it compressed with ``compress``.
+
+    Encoding every tier from a VRT decodes a compressed source once per tier, where the
+    uncompressed intermediate of cog.py decodes it once.
+    """
+    path = ensure_input(spec)
+    if compress == "NONE":
+        return Source(spec.key, path, spec.tiers)
+    copy = path.with_name(f"{path.stem}.{compress.lower()}.tif")
+    if not copy.exists():
+        options = {"COMPRESS": compress, "TILED": "YES", "BLOCKXSIZE": "512",
+                   "BLOCKYSIZE": "512", "NUM_THREADS": THREADS}  # fmt: skip
+        if compress == "DEFLATE":
+            options["PREDICTOR"] = "3" if spec.dtype == "float32" else "2"
+        tmp = copy.with_suffix(".tmp.tif")
+        rasterio.shutil.copy(path, tmp, driver="GTiff", **options)
+        tmp.rename(copy)
+    return Source(f"{spec.key}.{compress.lower()}", copy, spec.tiers)
+
+
+def measure(spec: Source, variant: str, env: dict[str, str], max_wait: float) -> dict:
     """One run of ``variant`` on ``spec`` in a fresh child."""
     out_dir = DATA_DIR / "experiments" / f"{spec.key}_{variant}"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -221,6 +269,38 @@ def measure(spec: InputSpec, variant: str, env: dict[str, str], max_wait: float)
             "sha256": sample.details["sha256"], "stages": sample.details["stages"]}  # fmt: skip
 
 
+def codec_check(spec: InputSpec, env: dict[str, str], repeat: int, max_wait: float) -> dict:
+    """Plain JPEG encoding (JPEG driver, QUALITY=85) in the system GDAL and in rasterio's.
+
+    Both are ``GDALTranslate``; the codec is libjpeg-turbo in Debian's GDAL and IJG
+    libjpeg 9 in the rasterio wheel, which is what the visualization tier pays for.
+    """
+    args = ["-q", "-of", "JPEG", "-co", "QUALITY=85"]
+    out_dir = DATA_DIR / "experiments" / "codec_check"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst, result_file = out_dir / "rgb.jpg", out_dir / "result.json"
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(repeat):
+        for writer in (CLI, BUNDLED):
+            dst.unlink(missing_ok=True)
+            os.sync()
+            warm_up(spec.path)
+            wait_until_quiet(max_wait)
+            if writer == CLI:
+                sample = run_child([CLI, *args, str(spec.path), str(dst)], env)
+            else:
+                task = {"op": BUNDLED, "src": str(spec.path), "dst": str(dst), "args": args,
+                        "result": str(result_file)}  # fmt: skip
+                sample = run_child(worker_argv(task), env, result_file)
+            print(f"jpeg/{writer:<16} {sample.op_s:7.2f} s {sample.cpu_s:7.2f} cpu-s "
+                  f"(others {sample.background_cores:.2f})", flush=True)  # fmt: skip
+            if writer not in best or sample.cpu_s < best[writer]["cpu_s"]:
+                best[writer] = {"s": sample.op_s, "cpu_s": sample.cpu_s,
+                                "bytes": dst.stat().st_size}  # fmt: skip
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return best
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the variants on both inputs and print a stage table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -230,17 +310,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", action="append", choices=["rgb", "dem"], help="inputs")
     parser.add_argument("--cachemax", type=int, default=512, help="GDAL_CACHEMAX in MB")
     parser.add_argument("--max-wait", type=float, default=60.0, help="quiet-gate timeout, s")
+    parser.add_argument("--codec-check", action="store_true", help="also time plain JPEG")
+    parser.add_argument(
+        "--source-compress",
+        default="NONE",
+        choices=["NONE", "DEFLATE"],
+        help="encode from a compressed copy of the inputs (made once in .data/)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(json.loads(args.worker))
         return 0
     env = {**os.environ, "GDAL_CACHEMAX": str(args.cachemax), "GDAL_NUM_THREADS": THREADS}
-    specs = [s for s in input_specs(args.quick) if not args.input or s.key in args.input]
+    inputs = [s for s in input_specs(args.quick) if not args.input or s.key in args.input]
+    specs = [source(s, args.source_compress) for s in inputs]
     variants = args.only or VARIANTS
     results: dict[str, dict[str, Any]] = {}
-    for spec in specs:
-        ensure_input(spec)
     for _ in range(args.repeat):
         for spec in specs:
             for variant in variants:
@@ -255,17 +341,31 @@ def main(argv: list[str] | None = None) -> int:
                 if best is None or sample["s"] < best["s"]:
                     results[key] = sample
                 results[key]["peak_rss_mb"] = peak
+    codecs = None
+    if args.codec_check:
+        rgb = next(s for s in input_specs(args.quick) if s.key == "rgb")
+        codecs = codec_check(rgb, env, args.repeat, args.max_wait)
     rows = [
-        [*key.split("/"), f"{r['s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
+        [*key.split("/"), f"{r['s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['background_cores']:.2f}",
+         f"{r['peak_rss_mb']:.0f}",
          "  ".join(f"{k} {v['s']:.2f}/{v['cpu_s']:.2f}" for k, v in r["stages"].items())]
         for key, r in results.items()
     ]  # fmt: skip
     print("\nbest of repeats (peak RSS: worst); stages as wall/cpu seconds")
-    print(table(["input", "variant", "s", "cpu s", "peak RSS MB", "stages"], rows))
-    out = RESULTS_PATH if not args.quick else RESULTS_PATH.with_suffix(".quick.json")
+    headers = ["input", "variant", "s", "cpu s", "others (cores)", "peak RSS MB", "stages"]
+    print(table(headers, rows))
+    if codecs:
+        print("\nplain JPEG, QUALITY=85 (least CPU of repeats):")
+        print(table(["GDAL", "", "s", "cpu s", "MB"],
+                    [[w, "", f"{c['s']:.2f}", f"{c['cpu_s']:.2f}", f"{c['bytes'] / 2**20:.1f}"]
+                     for w, c in codecs.items()]))  # fmt: skip
+    suffix = "" if args.source_compress == "NONE" else f".{args.source_compress.lower()}"
+    out = RESULTS_PATH.with_suffix(f"{'.quick' if args.quick else ''}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"GDAL_CACHEMAX_MB": args.cachemax, "threads": THREADS, "repeat": args.repeat}
-    out.write_text(json.dumps({"settings": settings, "results": results}, indent=2) + "\n")
+    settings = {"GDAL_CACHEMAX_MB": args.cachemax, "threads": THREADS, "repeat": args.repeat,
+                "source_compress": args.source_compress}  # fmt: skip
+    figures = {"settings": settings, "results": results, "jpeg_codec_check": codecs}
+    out.write_text(json.dumps(figures, indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
 

@@ -9,10 +9,8 @@ then encoded from it with ``OVERVIEWS=FORCE_USE_EXISTING``, so the expensive par
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,18 +134,14 @@ def _write_intermediate(src: rasterio.DatasetReader, path: Path, threads: int | 
 def _encode_tiers(
     intermediate: Path, outputs: dict[Tier, Path], dtype: str, threads: int | str
 ) -> None:
-    # GDAL releases the GIL while encoding: the tiers compress side by side.
-    def encode(tier: Tier) -> None:
-        with rasterio.open(intermediate) as src:
+    # One tier after another, each on every core through NUM_THREADS: measured on
+    # 2 cores, a pool of tiers was no faster and peaked 30-35% higher in memory.
+    with rasterio.open(intermediate) as src:
+        for tier, path in outputs.items():
             rasterio.shutil.copy(
                 src,
-                outputs[tier],
+                path,
                 driver="COG",
                 OVERVIEWS="FORCE_USE_EXISTING",
                 **creation_options(tier, dtype, threads),
             )
-
-    workers = min(len(outputs), os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for future in [pool.submit(encode, tier) for tier in outputs]:
-            future.result()

@@ -144,7 +144,13 @@ class AzureBlobStore(BlobStore):
         return _blob_info(container, properties)
 
     def upload_file(
-        self, path: str | Path, container: str, key: str, metadata: dict[str, str] | None = None
+        self,
+        path: str | Path,
+        container: str,
+        key: str,
+        metadata: dict[str, str] | None = None,
+        *,
+        consume: bool = False,
     ) -> BlobInfo:
         metadata = _checked_metadata(metadata or {})
         blob = self._blob(container, key)

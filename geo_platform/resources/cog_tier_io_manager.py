@@ -44,7 +44,7 @@ class CogTierIOManager(dg.ConfigurableIOManager):
                 self.blob_store.delete(container, key)
             return
         info = self.blob_store.upload_file(
-            obj.path, container, key, metadata={SHA256_METADATA: obj.sha256}
+            obj.path, container, key, metadata={SHA256_METADATA: obj.sha256}, consume=True
         )
         context.add_output_metadata(
             {

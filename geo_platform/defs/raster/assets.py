@@ -148,8 +148,11 @@ def cog_tiers(
             output_name = TIER_ASSETS[tier].path[-1]
             if tier in cogs:
                 cog = cogs[tier]
-                yield dg.Output(cog, output_name, metadata=_tier_metadata(cog, info, prices))
-                yield from _tier_checks(context, tier, cog, src)
+                # Checked and described before the tier IO manager takes the file over.
+                checks = list(_tier_checks(context, tier, cog, src))
+                metadata = _tier_metadata(cog, info, prices)
+                yield dg.Output(cog, output_name, metadata=metadata)
+                yield from checks
             else:
                 skipped = _skip_reason(tier, info, requested)
                 context.log.info(f"{BRONZE}/{key}: {tier.value} skipped: {skipped.reason}")

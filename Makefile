@@ -39,8 +39,11 @@ test: install browser-deps services
 lint: install
 	$(BIN)/ruff check geo_platform geo_platform_tests benchmarks
 
-benchmark: install
+# Figures, not tests: each script prints ratios against its reference tool.
+benchmark: install services
 	$(BIN)/python benchmarks/cog_tiers.py
+	$(BIN)/python benchmarks/ingest_e2e.py
+	$(BIN)/python benchmarks/stac_load.py
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)

@@ -23,11 +23,6 @@ from .conftest import REAL_RASTER_TIERS
 pytestmark = pytest.mark.asset
 
 
-def _tier_path(settings, tier, key):
-    container = "archive" if tier == "archive" else "silver"
-    return settings.blob_root / container / key.replace(".tif", f".{tier}.tif")
-
-
 def _tier_blob(tier: str, key: str) -> tuple[str, str]:
     return TIER_SPECS[Tier(tier)].container, tier_blob_key(Tier(tier), key)
 
@@ -140,7 +135,8 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
     catalog = build_resources(settings)["stac_catalog"]
     assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
     assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
-    assert not _tier_path(settings, "analysis", "viz_only/image_rgb.tif").exists()
+    store = build_resources(settings)["blob_store"]
+    assert not store.exists(*_tier_blob("analysis", "viz_only/image_rgb.tif"))
 
 
 def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):

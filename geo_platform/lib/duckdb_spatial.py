@@ -23,8 +23,3 @@ def load_spatial(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Load spatial from its PyPI package; INSTALL from the network is never needed."""
     con.execute(f"LOAD '{spatial_extension_path()}'")
     return con
-
-
-def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open ``path`` with spatial loaded."""
-    return load_spatial(duckdb.connect(str(path), read_only=read_only))

@@ -88,9 +88,9 @@ def stac_search(
     limit: int,
 ) -> None:
     """Print matching items as a GeoJSON FeatureCollection (newest first)."""
+    from geo_platform.backends import stac_catalog
     from geo_platform.errors import InvalidInputError
-    from geo_platform.resources import build_resources
-    from geo_platform.resources.stac_catalog import check_search
+    from geo_platform.lib.stac.catalog import check_search
 
     parsed_bbox = None
     if bbox:
@@ -110,7 +110,7 @@ def stac_search(
         check_search(parsed_bbox, datetime_, parsed_query, limit)
     except InvalidInputError as e:
         raise click.BadParameter(e.problem, param_hint=f"--{e.source}") from None
-    catalog = build_resources(get_platform_settings())["stac_catalog"]
+    catalog = stac_catalog(get_platform_settings())
     items = catalog.search(
         collections=list(collections) or None,
         bbox=parsed_bbox,
@@ -143,11 +143,11 @@ def stac_load(
     items: Path, collection_path: Path | None, method: str, batch_size: int | None
 ) -> None:
     """Load an NDJSON file of items (one a line) into the catalog, streaming, in batches."""
+    from geo_platform.backends import stac_catalog
     from geo_platform.errors import GeoPlatformError
     from geo_platform.lib.stac.load import load_ndjson
-    from geo_platform.resources import build_resources
 
-    catalog = build_resources(get_platform_settings())["stac_catalog"]
+    catalog = stac_catalog(get_platform_settings())
     try:
         report = load_ndjson(
             catalog, items, method=method, batch_size=batch_size, collection_path=collection_path

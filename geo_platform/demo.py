@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from geo_platform.backends import stac_catalog
 from geo_platform.ingest import IngestOutcome, ingest
 from geo_platform.lib.raster.samples import write_dem_sample, write_rgb_sample
-from geo_platform.resources import build_resources
 from geo_platform.settings import PlatformSettings, Profile, get_price_settings
 
 DEMO_COLLECTION = "demo"
@@ -29,7 +29,7 @@ def run_demo(settings: PlatformSettings) -> int:
     outcomes = ingest(
         files, collection=DEMO_COLLECTION, output_tier=None, settings=settings, report=report
     )
-    catalog = build_resources(settings)["stac_catalog"]
+    catalog = stac_catalog(settings)
     items = catalog.search(collections=[DEMO_COLLECTION], limit=None)
     prices = get_price_settings()
     click.echo(f"\nSTAC catalog ({catalog.location}): {len(items)} items in '{DEMO_COLLECTION}'")

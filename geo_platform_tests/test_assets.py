@@ -5,9 +5,11 @@ import shutil
 import dagster as dg
 import pytest
 
+from geo_platform.backends import stac_catalog
 from geo_platform.defs.raster.assets import cog_tiers, raster_validation
 from geo_platform.defs.stac.assets import collection_summary, stac_item
 from geo_platform.resources import build_resources
+from geo_platform.settings import get_platform_settings
 
 pytestmark = pytest.mark.asset
 ASSETS = [raster_validation, cog_tiers, stac_item, collection_summary]
@@ -45,7 +47,7 @@ def test_a_float_raster_skips_visualization_with_the_reason(settings, instance, 
     assert "3-band uint8" in skipped.metadata["skipped"].value
     assert not (settings.blob_root / "silver" / "dem" / "float.visualization.tif").exists()
     assert (settings.blob_root / "silver" / "dem" / "float.analysis.tif").exists()
-    item = build_resources()["stac_catalog"].get_item("dem", "float")
+    item = stac_catalog(get_platform_settings()).get_item("dem", "float")
     assert set(item["assets"]) == {"analysis"}
 
 
@@ -74,7 +76,7 @@ def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_r
     assert _materialize(
         instance, "rgb/b.tif", ["raster_validation", "cog_analysis", "stac_item"]
     ).success
-    item = build_resources()["stac_catalog"].get_item("rgb", "b")
+    item = stac_catalog(get_platform_settings()).get_item("rgb", "b")
     assert set(item["assets"]) == {"analysis", "archive"}
 
 

@@ -1,6 +1,8 @@
 """`geo-platform stac load` and `stac search` give the same answers on both profiles."""
 
 import json
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -66,3 +68,25 @@ def test_bad_lines_are_rejected_by_line_and_the_rest_loaded(settings, real_stac,
     assert "3 loaded, 0 skipped, 2 rejected" in result.output
     assert "rejected line 2: malformed JSON" in result.output
     assert "rejected line 3 item no-geometry:" in result.output
+
+
+@pytest.mark.unit
+def test_stac_commands_start_without_dagster_or_rasterio():
+    # Start-up time is most of a small load: pypgstac's own CLI starts in ~0.4 s, and
+    # importing Dagster alone takes ~0.6 s more.
+    modules = [
+        "geo_platform.cli",
+        "geo_platform.backends",
+        "geo_platform.lib.stac.load",
+        "geo_platform.lib.stac.pgstac_catalog",
+        "geo_platform.lib.stac.duckdb_catalog",
+    ]
+    code = (
+        f"import sys, {', '.join(modules)}; "
+        "print(sorted(m for m in ('dagster', 'rasterio', 'pandas') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -9,6 +9,7 @@ import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
 
+from geo_platform.backends import stac_catalog
 from geo_platform.cli import main
 from geo_platform.ingest import ingest
 from geo_platform.lib.hashing import sha256_file
@@ -34,8 +35,7 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_RASTER_TIERS)
 
-    resources = build_resources(settings)
-    catalog, store = resources["stac_catalog"], resources["blob_store"]
+    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
     items = {i["id"]: i for i in catalog.search(collections=["real"], limit=None)}
     assert len(items) == len(REAL_RASTER_TIERS)
     for name, tiers in REAL_RASTER_TIERS.items():
@@ -85,8 +85,7 @@ def test_bad_files_fail_alone_with_their_reason(profile_settings, copy_real, rea
         "huge.tif": "over the limit",
         "readings.tif": "not a readable raster",
     }
-    resources = build_resources(settings)
-    catalog, store = resources["stac_catalog"], resources["blob_store"]
+    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
     for name, problem in expected.items():
         outcome = outcomes[f"batch/{name}"]
         assert not outcome.ok
@@ -106,8 +105,7 @@ def test_reingesting_leaves_one_item_and_the_same_bytes(profile_settings, copy_r
     settings = profile_settings
     folder = copy_real("image_rgb_mask.tif")
     ingest([folder], collection="again", output_tier=None, settings=settings)
-    resources = build_resources(settings)
-    catalog, store = resources["stac_catalog"], resources["blob_store"]
+    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
     key = "again/image_rgb_mask.tif"
 
     def checksums() -> dict[str, str]:
@@ -132,7 +130,7 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
     settings.collections_path.write_text("viz_only:\n  output_tier: visualization\n")
     ingest([folder], collection="viz_only", output_tier=None, settings=settings)
     ingest([folder], collection="per_run", output_tier="archive", settings=settings)
-    catalog = build_resources(settings)["stac_catalog"]
+    catalog = stac_catalog(settings)
     assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
     assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
     store = build_resources(settings)["blob_store"]

@@ -9,6 +9,7 @@ skip, when PostgreSQL is down: start it with `bash scripts/services.sh up`.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import socket
 import uuid
@@ -20,14 +21,11 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from geo_platform.errors import ConfigurationError, InvalidInputError, TransientError
+from geo_platform.lib.stac import pgstac_catalog
+from geo_platform.lib.stac.catalog import LoadResult, StacCatalog, parse_datetime_interval
+from geo_platform.lib.stac.duckdb_catalog import DuckDBCatalog
 from geo_platform.lib.stac.load import Rejection, load_ndjson
-from geo_platform.resources.pgstac_catalog import PgstacCatalog
-from geo_platform.resources.stac_catalog import (
-    DuckDBCatalog,
-    LoadResult,
-    StacCatalog,
-    parse_datetime_interval,
-)
+from geo_platform.lib.stac.pgstac_catalog import PgstacCatalog
 
 from .conftest import conninfo
 
@@ -260,6 +258,39 @@ def test_bad_items_are_refused_by_name_and_nothing_is_half_applied(
         assert catalog.get_item(TEST_COLLECTION, good_new["id"]) is None
         assert _title(catalog, test_items[0]) is None
     assert len(catalog.search(limit=None)) == 10
+
+
+@pytest.mark.parametrize("case", ["unknown collection", "broken geometry"])
+def test_a_bad_batch_in_a_stream_keeps_the_batches_before_it_and_stops(
+    catalog, test_collections, test_items, case
+):
+    # Batches of 2: each is written while the next is prepared, and the bad batch fails
+    # in whichever half finds the problem (formatting for pgSTAC, the write for DuckDB).
+    catalog = dataclasses.replace(catalog, batch_size=2)
+    catalog.upsert_collection(test_collections[0])
+    bad, reason = _bad_items(test_items[20])[case]
+    stream = [*test_items[:5], bad, *test_items[6:10]]
+    with pytest.raises(InvalidInputError, match=f"{bad['id']}.*{reason}"):
+        catalog.load_items(iter(stream), "upsert")
+    assert sorted(_ids(catalog.search(limit=None))) == sorted(_ids(test_items[:4]))
+
+
+@pytest.mark.integration
+def test_pgstac_upsert_replaces_an_item_another_writer_stored_meanwhile(
+    pgstac_dsn, test_collections, test_items, monkeypatch
+):
+    catalog = _pgstac(pgstac_dsn)
+    catalog.upsert_collection(test_collections[0])
+    catalog.load_items(test_items[:3])
+    # As if the items were stored right after the batch looked for them: the batch
+    # starts as a plain COPY, meets the ids, and is loaded with its own method after all.
+    monkeypatch.setattr(pgstac_catalog, "_existing_keys", lambda conn, rows: set())
+    replaced = _with_title(test_items[1], "second")
+    assert catalog.load_items([replaced, test_items[5]], "upsert") == LoadResult(loaded=2)
+    assert _title(catalog, test_items[1]) == "second"
+    assert len(catalog.search(limit=None)) == 4
+    with pytest.raises(InvalidInputError, match=f"{test_items[2]['id']}.*already exists"):
+        catalog.load_items([test_items[2]], "insert")
 
 
 @pytest.mark.parametrize(

@@ -36,10 +36,10 @@ def build_resources(
         blob_store, catalog = _production_backends(for_dagster)
     else:
         from geo_platform.resources.blob_store import LocalBlobStore
-        from geo_platform.resources.stac_catalog import DuckDBCatalog
+        from geo_platform.resources.stac_catalog import DuckDBCatalogResource
 
         blob_store = LocalBlobStore(root=str(settings.blob_root))
-        catalog = DuckDBCatalog(path=str(settings.catalog_path))
+        catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
     return {
         "blob_store": blob_store,
         "stac_catalog": catalog,
@@ -49,7 +49,7 @@ def build_resources(
 
 def _production_backends(for_dagster: bool) -> tuple[Any, Any]:
     from geo_platform.resources.azure_blob_store import AzureBlobStore
-    from geo_platform.resources.pgstac_catalog import PgstacCatalog
+    from geo_platform.resources.stac_catalog import PgstacCatalogResource
 
     dsn = get_postgres_settings().dsn()
     azure = get_azure_settings()
@@ -58,7 +58,7 @@ def _production_backends(for_dagster: bool) -> tuple[Any, Any]:
     if not for_dagster:
         return (
             AzureBlobStore(connection_string=connection_string, container_prefix=prefix),
-            PgstacCatalog(dsn=dsn),
+            PgstacCatalogResource(dsn=dsn),
         )
     # Run workers are child processes: they inherit these and Dagster resolves them.
     os.environ[PGSTAC_DSN_ENV] = dsn
@@ -67,5 +67,5 @@ def _production_backends(for_dagster: bool) -> tuple[Any, Any]:
         AzureBlobStore(
             connection_string=dg.EnvVar(AZURE_CONNECTION_STRING_ENV), container_prefix=prefix
         ),
-        PgstacCatalog(dsn=dg.EnvVar(PGSTAC_DSN_ENV)),
+        PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV)),
     )

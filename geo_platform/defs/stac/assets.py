@@ -7,11 +7,11 @@ from geo_platform.defs.raster.assets import TIER_ASSETS
 from geo_platform.defs.raster.partitions import raster_partitions
 from geo_platform.lib.raster.tiers import Tier, TierRef
 from geo_platform.lib.raster.validate import RasterInfo
+from geo_platform.lib.stac.catalog import StacCatalog
 from geo_platform.lib.stac.collection import new_collection, summarize_collection
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.resources.blob_store import BRONZE, BlobStore
-from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import get_price_settings
 
 # Catalog writers take a slot of this pool: the production instance gives it one,
@@ -41,7 +41,7 @@ def stac_item(
     cog_analysis: TierRef | None,
     cog_archive: TierRef | None,
     blob_store: BlobStore,
-    stac_catalog: StacCatalog,
+    stac_catalog: dg.ResourceParam[StacCatalog],
 ):
     """The raster's STAC item (rio-stac), one asset per stored tier, upserted into the catalog."""
     key = context.partition_key
@@ -94,7 +94,7 @@ _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
     automation_condition=_SUMMARY_CONDITION,
     pool=STAC_WRITER_POOL,
 )
-def collection_summary(stac_catalog: StacCatalog) -> dg.MaterializeResult:
+def collection_summary(stac_catalog: dg.ResourceParam[StacCatalog]) -> dg.MaterializeResult:
     """Every collection's extent and summaries recomputed from its items, with counts,
     bytes and storage cost per month for each tier."""
     prices = get_price_settings()

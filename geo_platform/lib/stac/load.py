@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from geo_platform.errors import InvalidInputError
-from geo_platform.resources.stac_catalog import (
+from geo_platform.lib.stac.catalog import (
+    ItemLoader,
     LoadMethod,
     StacCatalog,
     check_load_method,
@@ -76,11 +77,32 @@ def load_ndjson(
     report = LoadReport(path=str(path), method=method)
     if collection_path is not None:
         report.collection_id = _load_collection(catalog, Path(collection_path))
+    loader = catalog.loader(method)
+    try:
+        with _gc_paused(), loader:
+            _read_into(loader, catalog, Path(path), size, report)
+    except InvalidInputError as e:
+        if loader.failed_label is None:
+            raise
+        raise InvalidInputError(
+            f"{report.path} {loader.failed_label}, {e.source}",
+            f"{e.problem}; none of these lines were loaded, "
+            f"{loader.result.loaded} earlier items were",
+        ) from e
+    report.loaded, report.skipped = loader.result.loaded, loader.result.skipped
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _read_into(
+    loader: ItemLoader, catalog: StacCatalog, path: Path, size: int, report: LoadReport
+) -> None:
+    """Parse and check each line, and hand the good items to ``loader`` by batches."""
     # Collection id -> whether the catalog has it: one lookup per collection, not per item.
     known: dict[str, bool] = {}
     batch: list[dict[str, Any]] = []
     first_line = 0
-    with _gc_paused(), open(path, "rb") as lines:
+    with open(path, "rb") as lines:
         for number, line in enumerate(lines, start=1):
             # The happy path first: this loop runs once per item and must stay cheap.
             try:
@@ -107,12 +129,10 @@ def load_ndjson(
                 first_line = number
             batch.append(item)
             if len(batch) >= size:
-                _load_batch(catalog, batch, method, report, (first_line, number))
+                loader.add(batch, checked=True, label=f"lines {first_line}-{number}")
                 batch = []
         if batch:
-            _load_batch(catalog, batch, method, report, (first_line, number))
-    report.seconds = time.perf_counter() - started
-    return report
+            loader.add(batch, checked=True, label=f"lines {first_line}-{number}")
 
 
 @contextmanager
@@ -148,24 +168,6 @@ def _read_bad_line(
 
 
 _BOM = b"\xef\xbb\xbf"
-
-
-def _load_batch(
-    catalog: StacCatalog,
-    batch: list[dict[str, Any]],
-    method: LoadMethod,
-    report: LoadReport,
-    lines: tuple[int, int],
-) -> None:
-    try:
-        result = catalog.load_items(batch, method)
-    except InvalidInputError as e:
-        raise InvalidInputError(
-            f"{report.path} lines {lines[0]}-{lines[1]}, {e.source}",
-            f"{e.problem}; none of these lines were loaded, {report.loaded} earlier items were",
-        ) from e
-    report.loaded += result.loaded
-    report.skipped += result.skipped
 
 
 def _load_collection(catalog: StacCatalog, path: Path) -> str:

@@ -8,9 +8,12 @@ to retry and safe across Dagster's step processes.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,7 +26,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
-from pydantic import Field
 from pypgstac.db import PgstacDB
 from pypgstac.hydration import hydrate
 from pypgstac.load import Loader, Methods
@@ -42,13 +44,14 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
-from geo_platform.resources.stac_catalog import (
+from geo_platform.lib.stac.catalog import (
     Bbox,
     LoadMethod,
     LoadResult,
     StacCatalog,
     check_search,
     degenerate_bbox_geometry,
+    item_name,
 )
 
 T = TypeVar("T")
@@ -64,6 +67,7 @@ _CONFIGURATION_PROBLEMS = (
 )
 
 
+@dataclass(kw_only=True, frozen=True)
 class PgstacCatalog(StacCatalog):
     """STAC items and collections in pgSTAC (schema installed by ``pypgstac migrate``).
 
@@ -73,7 +77,8 @@ class PgstacCatalog(StacCatalog):
     login or a missing database is a ConfigurationError at once.
     """
 
-    dsn: str = Field(repr=False, description="libpq URL with the password: a secret.")
+    # libpq URL with the password: a secret.
+    dsn: str = field(repr=False)
     connect_timeout_seconds: int = 5
     # A load waits at most this long for a lock before retrying the batch.
     lock_timeout_seconds: float = 30.0
@@ -119,29 +124,20 @@ class PgstacCatalog(StacCatalog):
             lambda conn: _scalar(conn, "SELECT get_item(%s, %s)", [item_id, collection_id]),
         )
 
-    def _load_batch(self, items: list[dict[str, Any]], method: LoadMethod) -> LoadResult:
-        def work(conn: psycopg.Connection) -> LoadResult:
-            # One transaction: the Loader's own per-partition transactions become
-            # savepoints inside it, so a batch is applied whole or not at all.
-            with conn.transaction():
-                _check_collections(conn, items)
-                todo = items
-                if method == "ignore":
-                    existing = _existing_keys(conn, items)
-                    todo = [i for i in items if (i["collection"], i["id"]) not in existing]
-                if todo:
-                    try:
-                        _load_with_pypgstac(conn, todo, method, self.location)
-                    except psycopg.errors.UniqueViolation as e:
-                        # insert of an id already there (or loaded meanwhile by another writer).
-                        raise _duplicate_error(e, todo) from None
-                if conn.info.transaction_status == TransactionStatus.INERROR:
-                    # The Loader logs and swallows a failed partition-stats update,
-                    # which leaves the transaction aborted: COMMIT would roll back quietly.
-                    raise psycopg.OperationalError("pgSTAC's partition statistics update failed")
-            return LoadResult(loaded=len(todo), skipped=len(items) - len(todo))
+    def batch_writer(self, method: LoadMethod) -> _PgstacBatchWriter:
+        return _PgstacBatchWriter(self, method)
 
-        return self._run(f"loading {len(items)} items", work)
+    def _formatting_info(self, collection_id: str) -> tuple[Any, ...] | None:
+        """What pypgstac formats the collection's items with, or None: no such collection."""
+
+        def work(conn: psycopg.Connection) -> tuple[Any, ...] | None:
+            if _scalar(conn, "SELECT 1 FROM collections WHERE id = %s", [collection_id]) is None:
+                return None
+            # The uncached function under Loader's class-wide lru_cache.
+            loader = _BatchLoader(_ConnectionDB(conn))
+            return Loader.collection_json.__wrapped__(loader, collection_id)
+
+        return self._run(f"reading collection {collection_id!r}", work)
 
     def search(
         self,
@@ -331,12 +327,84 @@ def _duplicate_error(
     )
 
 
-def _load_with_pypgstac(
-    conn: psycopg.Connection, items: list[dict[str, Any]], method: LoadMethod, location: str
+class _PgstacBatchWriter:
+    """Items become pgSTAC rows with pypgstac's ``format_item`` (prepare), which
+    pypgstac's ``load_partition`` COPYs in, one transaction a batch (write)."""
+
+    def __init__(self, catalog: PgstacCatalog, method: LoadMethod) -> None:
+        self.catalog = catalog
+        self.method = method
+        self._formatter = _ItemFormatter()
+
+    def prepare(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        infos = self._formatter.infos
+        for item in items:
+            collection = item["collection"]
+            if collection not in infos:
+                info = self.catalog._formatting_info(collection)
+                if info is None:
+                    raise InvalidInputError(item_name(item), f"unknown collection {collection!r}")
+                infos[collection] = info
+        return [self._formatter.format_item(item) for item in items]
+
+    def write(self, rows: list[dict[str, Any]]) -> LoadResult:
+        method = self.method
+
+        def work(conn: psycopg.Connection) -> LoadResult:
+            # One transaction: the Loader's own per-partition transactions become
+            # savepoints inside it, so a batch is applied whole or not at all.
+            with conn.transaction():
+                _check_collections(conn, rows)
+                existing = _existing_keys(conn, rows)
+                if existing and method == "insert":
+                    first = next(r for r in rows if (r["collection"], r["id"]) in existing)
+                    raise InvalidInputError(
+                        item_name(first),
+                        f"already exists in collection {first['collection']!r} (method insert)",
+                    )
+                todo = rows
+                if method == "ignore":
+                    todo = [r for r in rows if (r["collection"], r["id"]) not in existing]
+                if todo:
+                    self._load(conn, todo, existing)
+                if conn.info.transaction_status == TransactionStatus.INERROR:
+                    # The Loader logs and swallows a failed partition-stats update,
+                    # which leaves the transaction aborted: COMMIT would roll back quietly.
+                    raise psycopg.OperationalError("pgSTAC's partition statistics update failed")
+            return LoadResult(loaded=len(todo), skipped=len(rows) - len(todo))
+
+        return self.catalog._run(f"loading {len(rows)} items", work)
+
+    def _load(
+        self, conn: psycopg.Connection, rows: list[dict[str, Any]], existing: set[Any]
+    ) -> None:
+        # When none of the ids is stored yet every method means insert, and a plain
+        # COPY into the partition is pgSTAC's fastest path (no temporary table, no
+        # ON CONFLICT): a fresh collection loads as fast with upsert as with insert.
+        method = "insert" if not existing or self.method == "ignore" else self.method
+        try:
+            _load_rows(conn, rows, method, self.catalog.location)
+        except psycopg.errors.UniqueViolation as e:
+            if method == self.method:
+                # insert of an id already there (or loaded meanwhile by another writer).
+                raise _duplicate_error(e, rows) from None
+            # Another writer stored one of these ids meanwhile: load as asked after all.
+            _load_rows(conn, rows, self.method, self.catalog.location)
+
+
+def _load_rows(
+    conn: psycopg.Connection, rows: list[dict[str, Any]], method: LoadMethod, location: str
 ) -> None:
+    """Rows formatted by pypgstac into their partitions: the loop of
+    ``Loader.load_items`` without its formatting, which ``prepare`` did."""
     loader = _BatchLoader(_ConnectionDB(conn))
     try:
-        loader.load_items(iter(items), insert_mode=Methods(method), chunksize=len(items))
+        loader.check_version()
+        for row in rows:
+            row["partition"] = loader._partition_update(row)
+        rows = sorted(rows, key=itemgetter("partition"))
+        for name, group in itertools.groupby(rows, key=itemgetter("partition")):
+            loader.load_partition(loader._partition_cache[name], list(group), Methods(method))
     except (psycopg.Error, GeoPlatformError):
         raise
     except Exception as e:
@@ -424,6 +492,18 @@ class _BatchLoader(Loader):
         except Exception as e:
             item = _item if isinstance(_item, dict) else {}
             raise InvalidInputError(f"item {item.get('id')!r}", _format_problem(item, e)) from e
+
+
+class _ItemFormatter(_BatchLoader):
+    """pypgstac's ``format_item``, with each collection's formatting info read once
+    per load (by the batch writer, into ``infos``) rather than through a database."""
+
+    def __init__(self) -> None:
+        super().__init__(db=None)  # type: ignore[arg-type]  # formats only
+        self.infos: dict[str, tuple[Any, ...]] = {}
+
+    def collection_json(self, collection_id: str) -> tuple[Any, ...]:  # type: ignore[override]
+        return self.infos[collection_id]
 
 
 def _format_problem(item: dict[str, Any], error: Exception) -> str:

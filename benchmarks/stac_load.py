@@ -64,9 +64,9 @@ import psycopg
 from psycopg import sql
 
 from geo_platform.lib.duckdb_spatial import load_spatial
-from geo_platform.lib.stac.catalog import StacCatalog
-from geo_platform.lib.stac.duckdb_catalog import DuckDBCatalog
-from geo_platform.lib.stac.pgstac_catalog import PgstacCatalog
+from geo_platform.resources.duckdb_catalog import DuckDBCatalog
+from geo_platform.resources.pgstac_catalog import PgstacCatalog
+from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import PostgresSettings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -90,7 +90,7 @@ def stac_search(
     """Print matching items as a GeoJSON FeatureCollection (newest first)."""
     from geo_platform.backends import stac_catalog
     from geo_platform.errors import InvalidInputError
-    from geo_platform.lib.stac.catalog import check_search
+    from geo_platform.resources.stac_catalog import check_search
 
     parsed_bbox = None
     if bbox:

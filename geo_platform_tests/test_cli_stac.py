@@ -78,8 +78,8 @@ def test_stac_commands_start_without_dagster_or_rasterio():
         "geo_platform.cli",
         "geo_platform.backends",
         "geo_platform.lib.stac.load",
-        "geo_platform.lib.stac.pgstac_catalog",
-        "geo_platform.lib.stac.duckdb_catalog",
+        "geo_platform.resources.pgstac_catalog",
+        "geo_platform.resources.duckdb_catalog",
     ]
     code = (
         f"import sys, {', '.join(modules)}; "

@@ -3,7 +3,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from geo_platform.lib.raster.cog import write_cog_tiers
-from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.raster.compare import compare_copies, compare_pixels
 from geo_platform.lib.raster.thumbnail import thumbnail_png
 from geo_platform.lib.raster.tiers import Tier, parse_output_tier, tier_blob_key
 
@@ -79,3 +79,16 @@ def test_tier_paths_and_output_tier_choices():
     assert parse_output_tier("both") == (Tier.VISUALIZATION, Tier.ANALYSIS)
     with pytest.raises(ValueError, match="not one of"):
         parse_output_tier("best")
+
+
+def test_compare_copies_judges_each_copy_and_notices_a_lost_mask(real_rasters, tmp_path):
+    source = real_rasters / "image_rgb_mask.tif"
+    good = write_cog_tiers(source, [Tier.ANALYSIS], tmp_path)[Tier.ANALYSIS].path
+    unmasked = tmp_path / "unmasked.tif"  # the same pixels without the mask band
+    with rasterio.open(source) as src:
+        profile, data = src.profile, src.read()
+    with rasterio.open(unmasked, "w", **profile) as dst:
+        dst.write(data)
+    results = compare_copies(source, [good, unmasked])
+    assert results[0].identical
+    assert not results[1].identical and "mask differs" in results[1].problems[0]

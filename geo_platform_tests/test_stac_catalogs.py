@@ -21,11 +21,11 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from geo_platform.errors import ConfigurationError, InvalidInputError, TransientError
-from geo_platform.lib.stac import pgstac_catalog
-from geo_platform.lib.stac.catalog import LoadResult, StacCatalog, parse_datetime_interval
-from geo_platform.lib.stac.duckdb_catalog import DuckDBCatalog
 from geo_platform.lib.stac.load import Rejection, load_ndjson
-from geo_platform.lib.stac.pgstac_catalog import PgstacCatalog
+from geo_platform.resources import pgstac_catalog
+from geo_platform.resources.duckdb_catalog import DuckDBCatalog
+from geo_platform.resources.pgstac_catalog import PgstacCatalog
+from geo_platform.resources.stac_catalog import LoadResult, StacCatalog, parse_datetime_interval
 
 from .conftest import conninfo
 

@@ -1,11 +1,14 @@
-"""Backends as Dagster resources, one small interface each, chosen once from settings."""
+"""Backends as Dagster resources, one small interface each, chosen once from settings.
+
+Dagster is imported only where a resource is built for it: the catalog interface and
+its two implementations (``stac_catalog``, ``duckdb_catalog``, ``pgstac_catalog``) are
+plain classes, which the ``stac`` commands use without paying for Dagster's import.
+"""
 
 from __future__ import annotations
 
 import os
 from typing import Any
-
-import dagster as dg
 
 from geo_platform.settings import (
     PlatformSettings,
@@ -36,7 +39,7 @@ def build_resources(
         blob_store, catalog = _production_backends(for_dagster)
     else:
         from geo_platform.resources.blob_store import LocalBlobStore
-        from geo_platform.resources.stac_catalog import DuckDBCatalogResource
+        from geo_platform.resources.stac_catalog_resources import DuckDBCatalogResource
 
         blob_store = LocalBlobStore(root=str(settings.blob_root))
         catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
@@ -49,7 +52,7 @@ def build_resources(
 
 def _production_backends(for_dagster: bool) -> tuple[Any, Any]:
     from geo_platform.resources.azure_blob_store import AzureBlobStore
-    from geo_platform.resources.stac_catalog import PgstacCatalogResource
+    from geo_platform.resources.stac_catalog_resources import PgstacCatalogResource
 
     dsn = get_postgres_settings().dsn()
     azure = get_azure_settings()
@@ -60,6 +63,8 @@ def _production_backends(for_dagster: bool) -> tuple[Any, Any]:
             AzureBlobStore(connection_string=connection_string, container_prefix=prefix),
             PgstacCatalogResource(dsn=dsn),
         )
+    import dagster as dg
+
     # Run workers are child processes: they inherit these and Dagster resolves them.
     os.environ[PGSTAC_DSN_ENV] = dsn
     os.environ[AZURE_CONNECTION_STRING_ENV] = connection_string

@@ -10,7 +10,7 @@ from rio_cogeo.cogeo import cog_validate
 from geo_platform.errors import InvalidInputError
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
-from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.raster.compare import Comparison, compare_copies
 from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
 from geo_platform.lib.raster.validate import RasterInfo, validate_raster
@@ -144,12 +144,13 @@ def cog_tiers(
             cogs = write_cog_tiers(src, to_write, tmp, name=f"{BRONZE}/{key}") if to_write else {}
         except InvalidInputError as e:
             raise invalid_input_failure(e) from None
+        # Checked and described before the tier IO manager takes the files over.
+        comparisons = _lossless_comparisons(context, cogs, src)
         for tier in selected:
             output_name = TIER_ASSETS[tier].path[-1]
             if tier in cogs:
                 cog = cogs[tier]
-                # Checked and described before the tier IO manager takes the file over.
-                checks = list(_tier_checks(context, tier, cog, src))
+                checks = list(_tier_checks(context, tier, cog, comparisons.get(tier)))
                 metadata = _tier_metadata(cog, info, prices)
                 yield dg.Output(cog, output_name, metadata=metadata)
                 yield from checks
@@ -185,8 +186,21 @@ def _selected(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, name: s
     return dg.AssetCheckKey(asset_key, name) in context.selected_asset_check_keys
 
 
+def _lossless_comparisons(
+    context: dg.AssetExecutionContext, cogs: dict[Tier, LocalCog], source
+) -> dict[Tier, Comparison]:
+    """The lossless tiers whose check is selected, compared with the source in one pass."""
+    tiers = [
+        tier
+        for tier in cogs
+        if TIER_SPECS[tier].lossless and _selected(context, TIER_ASSETS[tier], "lossless")
+    ]
+    comparisons = compare_copies(source, [cogs[tier].path for tier in tiers])
+    return dict(zip(tiers, comparisons, strict=True))
+
+
 def _tier_checks(
-    context: dg.AssetExecutionContext, tier: Tier, cog: LocalCog, source
+    context: dg.AssetExecutionContext, tier: Tier, cog: LocalCog, comparison: Comparison | None
 ) -> Iterator[dg.AssetCheckResult]:
     asset_key = TIER_ASSETS[tier]
     if _selected(context, asset_key, "valid_cog"):
@@ -200,8 +214,7 @@ def _tier_checks(
                 "warnings": "; ".join(warnings) or "none",
             },
         )
-    if TIER_SPECS[tier].lossless and _selected(context, asset_key, "lossless"):
-        comparison = compare_pixels(source, cog.path)
+    if comparison is not None:
         yield dg.AssetCheckResult(
             asset_key=asset_key,
             check_name="lossless",

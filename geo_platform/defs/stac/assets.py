@@ -7,11 +7,11 @@ from geo_platform.defs.raster.assets import TIER_ASSETS
 from geo_platform.defs.raster.partitions import raster_partitions
 from geo_platform.lib.raster.tiers import Tier, TierRef
 from geo_platform.lib.raster.validate import RasterInfo
-from geo_platform.lib.stac.catalog import StacCatalog
 from geo_platform.lib.stac.collection import new_collection, summarize_collection
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.resources.blob_store import BRONZE, BlobStore
+from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import get_price_settings
 
 # Catalog writers take a slot of this pool: the production instance gives it one,

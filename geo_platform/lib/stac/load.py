@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from geo_platform.errors import InvalidInputError
-from geo_platform.lib.stac.catalog import (
+from geo_platform.resources.stac_catalog import (
     ItemLoader,
     LoadMethod,
     StacCatalog,

@@ -44,7 +44,7 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
-from geo_platform.lib.stac.catalog import (
+from geo_platform.resources.stac_catalog import (
     Bbox,
     LoadMethod,
     LoadResult,

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
-from geo_platform.lib.stac.catalog import (
+from geo_platform.resources.stac_catalog import (
     QUERY_OPERATORS,
     Bbox,
     LoadMethod,
@@ -30,7 +30,7 @@ from geo_platform.lib.stac.catalog import (
     parse_timestamp,
 )
 
-SQL_DIR = Path(__file__).resolve().parents[3] / "sql"
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Catalog files whose schema this process has already created or checked.
 _SCHEMA_READY: set[str] = set()
 

@@ -7,6 +7,7 @@ file fails alone, with its reason, and the runs are in the UI like any other.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,8 +22,7 @@ from geo_platform.lib.collections_config import load_collections_config, request
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
 from geo_platform.resources import build_resources
-from geo_platform.resources.blob_store import BRONZE, BlobStore
-from geo_platform.resources.cog_tier_io_manager import SHA256_METADATA
+from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
 from geo_platform.settings import PlatformSettings
 
 
@@ -64,13 +64,35 @@ def ingest(
     report: Callable[[IngestOutcome], None] = lambda outcome: None,
 ) -> list[IngestOutcome]:
     """Ingest every file; ``report`` is called as each one finishes."""
+    check_collection_name(collection)
+    files = []
+    for source, name in collect_files(paths):
+        key = f"{collection}/{name}"
+        files.append((source, key, partition_key_problem(key) if source.is_file() else None))
+    blob_store = build_resources(settings)["blob_store"]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-upload") as uploader:
+        # The first file is hashed and copied into bronze while Dagster loads the
+        # definitions and the instance (~1.5 s of imports on one core); later files
+        # are uploaded just before their run, so bronze never runs ahead of the CLI.
+        first = next((f for f in files if f[0].is_file() and not f[2]), None)
+        early = uploader.submit(_upload_if_changed, blob_store, *first[:2]) if first else None
+        return _run_all(files, early, blob_store, collection, output_tier, settings, report)
+
+
+def _run_all(
+    files: list[tuple[Path, str, str | None]],
+    early: Future[None] | None,
+    blob_store: BlobStore,
+    collection: str,
+    output_tier: str | None,
+    settings: PlatformSettings,
+    report: Callable[[IngestOutcome], None],
+) -> list[IngestOutcome]:
     from geo_platform.definitions import defs as load_defs
 
-    check_collection_name(collection)
     instance = get_instance(settings)
     definitions = load_defs()
     job = definitions.resolve_job_def("raster_ingest")
-    blob_store = build_resources(settings)["blob_store"]
     collections = load_collections_config(settings.collections_path)
     tiers = requested_tiers(collection, output_tier, collections)
     selection = [INGEST_ASSETS[0], *(TIER_ASSETS[t] for t in tiers), INGEST_ASSETS[-1]]
@@ -79,27 +101,22 @@ def ingest(
         run_config["ops"] = {"cog_tiers": {"config": {"output_tier": output_tier}}}
 
     outcomes = []
-    for source, name in collect_files(paths):
-        key = f"{collection}/{name}"
-        problem = partition_key_problem(key) if source.is_file() else "no such file"
-        if problem:
+    for source, key, problem in files:
+        if not source.is_file():
+            outcome = IngestOutcome(source, key, False, f"{source}: no such file")
+        elif problem:
             outcome = IngestOutcome(source, key, False, f"{source}: {problem}")
         else:
-            _upload_if_changed(blob_store, source, key)
-            instance.add_dynamic_partitions(raster_partitions.name, [key])
-            result = job.execute_in_process(
-                run_config=run_config,
-                instance=instance,
-                partition_key=key,
-                asset_selection=selection,
-                raise_on_error=False,
-                tags={
-                    "geo_platform/source": f"{BRONZE}/{key}",
-                    "geo_platform/via": "cli",
-                    COLLECTION_TAG: collection,
-                },
-            )
-            outcome = _outcome(source, key, result)
+            try:
+                if early is not None:
+                    upload, early = early, None
+                    upload.result()
+                else:
+                    _upload_if_changed(blob_store, source, key)
+            except OSError as e:
+                outcome = IngestOutcome(source, key, False, f"{source}: cannot copy to bronze: {e}")
+            else:
+                outcome = _run_one(job, instance, run_config, selection, source, key, collection)
         report(outcome)
         outcomes.append(outcome)
     if any(o.ok for o in outcomes):
@@ -110,6 +127,31 @@ def ingest(
             asset_selection=[dg.AssetKey("collection_summary")],
         )
     return outcomes
+
+
+def _run_one(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    run_config: dict,
+    selection: list[dg.AssetKey],
+    source: Path,
+    key: str,
+    collection: str,
+) -> IngestOutcome:
+    instance.add_dynamic_partitions(raster_partitions.name, [key])
+    result = job.execute_in_process(
+        run_config=run_config,
+        instance=instance,
+        partition_key=key,
+        asset_selection=selection,
+        raise_on_error=False,
+        tags={
+            "geo_platform/source": f"{BRONZE}/{key}",
+            "geo_platform/via": "cli",
+            COLLECTION_TAG: collection,
+        },
+    )
+    return _outcome(source, key, result)
 
 
 def _upload_if_changed(blob_store: BlobStore, source: Path, key: str) -> None:

@@ -103,6 +103,18 @@ def test_etag_changes_when_content_changes_and_metadata_is_replaced(store, write
     assert store.info("bronze", "a.tif").metadata == {}
 
 
+@pytest.mark.unit
+def test_a_local_blob_replaced_by_hand_keeps_no_stale_metadata(tmp_path, write):
+    # The checksum in the metadata is trusted by validation and by ingest's "unchanged,
+    # don't upload again": it must not outlive the bytes it was computed from.
+    store = LocalBlobStore(root=str(tmp_path / "blobs"))
+    store.upload_file(write(b"version 1"), "bronze", "a.tif", {"sha256": "one"})
+    (tmp_path / "blobs" / "bronze" / "a.tif").write_bytes(b"version 2, copied in by hand")
+    assert store.info("bronze", "a.tif").metadata == {}
+    [listed] = store.list_blobs("bronze")
+    assert listed.metadata == {}
+
+
 def test_listing_is_in_key_order_and_filtered_by_prefix(store, write):
     # Walking folders would list b.tif before a/x.tif, and a0.tif before a/x.tif.
     keys = ["b.tif", "a/x.tif", "a0.tif", "a.tif", "a/b/c.tif", "ab/c.tif", "a-b.tif"]

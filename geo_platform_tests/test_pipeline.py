@@ -198,3 +198,19 @@ def test_cli_ingest_and_search(settings, copy_real, real_rasters, tmp_path):
     assert json.loads(none.output)["features"] == []
     wrong = runner.invoke(main, ["stac", "search", "--bbox", "1,2,3"])
     assert wrong.exit_code == 2 and "W,S,E,N" in wrong.output
+
+
+def test_a_missing_path_fails_alone_and_the_next_file_is_ingested(settings, copy_real, tmp_path):
+    # The first file that exists is copied into bronze while Dagster starts: a path
+    # before it that does not exist must neither stop it nor take its place.
+    folder = copy_real("image_rgb.tif")
+    missing = tmp_path / "nope.tif"
+    outcomes = ingest(
+        [missing, folder / "image_rgb.tif"],
+        collection="mixed",
+        output_tier="analysis",
+        settings=settings,
+    )
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].message == f"{missing}: no such file"
+    assert stac_catalog(settings).get_item("mixed", "image_rgb") is not None

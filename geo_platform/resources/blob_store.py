@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 import dagster as dg
 
 BRONZE = "bronze"
+# Blob metadata with the content's SHA-256 (hex), set by whoever uploads through us.
+SHA256_METADATA = "sha256"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ def _files_in_key_order(folder: Path, parent: str, prefix: str) -> Iterator[tupl
             yield key, Path(entry.path)
 
 
+def _etag(stat: os.stat_result) -> str:
+    return f"{stat.st_size:x}-{stat.st_mtime_ns:x}"
+
+
 def _same_device(path: Path, folder: Path) -> bool:
     return path.stat().st_dev == folder.stat().st_dev
 
@@ -142,16 +148,30 @@ class LocalBlobStore(BlobStore):
         return self._info(container, key, path.stat())
 
     def _info(self, container: str, key: str, stat: os.stat_result) -> BlobInfo:
-        meta_path = self._metadata_path(container, key)
-        metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        etag = _etag(stat)
         return BlobInfo(
             container=container,
             key=key,
             size=stat.st_size,
-            etag=f"{stat.st_size:x}-{stat.st_mtime_ns:x}",
+            etag=etag,
             last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
-            metadata=metadata,
+            metadata=self._read_metadata(container, key, etag),
         )
+
+    def _read_metadata(self, container: str, key: str, etag: str) -> dict[str, str]:
+        """The metadata uploaded with the blob, unless the file was replaced since.
+
+        The sidecar names the ETag it was written for: a file copied over the blob by
+        hand keeps no stale checksum, as an overwritten Azure blob keeps none.
+        """
+        meta_path = self._metadata_path(container, key)
+        try:
+            recorded = json.loads(meta_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        if not isinstance(recorded, dict) or recorded.get("etag") != etag:
+            return {}
+        return dict(recorded.get("metadata") or {})
 
     def upload_file(
         self,
@@ -181,8 +201,9 @@ class LocalBlobStore(BlobStore):
     def _finish_upload(self, container: str, key: str, metadata: dict[str, str] | None) -> BlobInfo:
         meta_path = self._metadata_path(container, key)
         if metadata:
+            etag = _etag(self._path(container, key).stat())
             meta_path.parent.mkdir(parents=True, exist_ok=True)
-            meta_path.write_text(json.dumps(metadata, sort_keys=True))
+            meta_path.write_text(json.dumps({"etag": etag, "metadata": metadata}, sort_keys=True))
         else:
             meta_path.unlink(missing_ok=True)
         return self.info(container, key)

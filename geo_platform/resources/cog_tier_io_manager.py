@@ -7,9 +7,7 @@ import dagster as dg
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.cog import LocalCog
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
-from geo_platform.resources.blob_store import BlobStore
-
-SHA256_METADATA = "sha256"
+from geo_platform.resources.blob_store import SHA256_METADATA, BlobStore
 
 
 @dataclass(frozen=True)

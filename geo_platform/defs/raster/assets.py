@@ -15,7 +15,7 @@ from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
 from geo_platform.lib.raster.validate import RasterInfo, validate_raster
 from geo_platform.lib.stac.ids import collection_id
-from geo_platform.resources.blob_store import BRONZE, BlobStore
+from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
 from geo_platform.resources.cog_tier_io_manager import TierSkipped
 from geo_platform.settings import get_limit_settings, get_platform_settings, get_price_settings
 
@@ -55,7 +55,13 @@ def raster_validation(context: dg.AssetExecutionContext, blob_store: BlobStore) 
     try:
         blob = blob_store.info(BRONZE, key)
         with blob_store.local_file(BRONZE, key) as path:
-            info = validate_raster(path, get_limit_settings(), name=f"{BRONZE}/{key}")
+            info = validate_raster(
+                path,
+                get_limit_settings(),
+                name=f"{BRONZE}/{key}",
+                # Recorded by the upload (ingest); blobs landed otherwise are hashed here.
+                sha256=blob.metadata.get(SHA256_METADATA),
+            )
     except InvalidInputError as e:
         raise invalid_input_failure(e) from None
     except FileNotFoundError:

@@ -53,8 +53,14 @@ class RasterInfo:
         return asdict(self)
 
 
-def validate_raster(path: str | Path, limits: LimitSettings, name: str | None = None) -> RasterInfo:
-    """Validate ``path``; raise :class:`InvalidInputError` naming ``name`` and the problem."""
+def validate_raster(
+    path: str | Path, limits: LimitSettings, name: str | None = None, sha256: str | None = None
+) -> RasterInfo:
+    """Validate ``path``; raise :class:`InvalidInputError` naming ``name`` and the problem.
+
+    ``sha256``: the file's checksum when already known (recorded at upload), else
+    computed here.
+    """
     path = Path(path)
     name = name or path.name
     size = _check_file_size(path, name, limits)
@@ -88,7 +94,7 @@ def validate_raster(path: str | Path, limits: LimitSettings, name: str | None = 
             has_alpha=has_alpha,
             colorinterp=tuple(ci.name for ci in src.colorinterp),
             size_bytes=size,
-            sha256=sha256_file(path),
+            sha256=sha256 or sha256_file(path),
             applicable=applicable,
             reasons=reasons,
         )

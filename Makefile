@@ -10,7 +10,7 @@ DEV_PORT ?= 3000
 # The production profile needs its services running first.
 PROFILE_DEPS := $(if $(filter production,$(PROFILE)),services)
 
-.PHONY: demo dev test install browser-deps lint benchmark clean
+.PHONY: demo dev test install browser-deps benchmark-deps lint benchmark clean
 
 $(BIN)/geo-platform: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,13 @@ test: install browser-deps services
 lint: install
 	$(BIN)/ruff check geo_platform geo_platform_tests benchmarks
 
+# The reference tool of the COG benchmarks: gdal_translate from Debian's gdal-bin.
+benchmark-deps:
+	@command -v gdal_translate >/dev/null 2>&1 || { \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends gdal-bin >/dev/null; }
+
 # Figures, not tests: each script prints ratios against its reference tool.
-benchmark: install services
+benchmark: install benchmark-deps services
 	$(BIN)/python benchmarks/cog_tiers.py
 	$(BIN)/python benchmarks/ingest_e2e.py
 	$(BIN)/python benchmarks/stac_load.py

@@ -33,20 +33,21 @@ REAL_RASTER_TIERS = {
 }
 
 
-@pytest.fixture(scope="session")
-def real_rasters() -> Path:
-    folder = REAL_DATA / "rasters"
+def _real_data(name: str) -> Path:
+    folder = REAL_DATA / name
     if not folder.is_dir():
         pytest.skip(f"real test data not found at {folder}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_rasters() -> Path:
+    return _real_data("rasters")
 
 
 @pytest.fixture(scope="session")
 def real_stac() -> Path:
-    folder = REAL_DATA / "stac"
-    if not folder.is_dir():
-        pytest.skip(f"real test data not found at {folder}")
-    return folder
+    return _real_data("stac")
 
 
 @pytest.fixture

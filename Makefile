@@ -1,5 +1,6 @@
 # The three commands a newcomer needs: make demo, make dev, make test.
-PYTHON ?= python3
+# A Python 3.12 or 3.13 for the venv: PATH first, then pyenv's versions (see the script).
+PYTHON ?= $(shell bash scripts/find_python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 export GEO_PLATFORM_DATA_DIR ?= $(CURDIR)/.geo_platform
@@ -13,9 +14,16 @@ PROFILE_DEPS := $(if $(filter production,$(PROFILE)),services)
 .PHONY: demo dev test install browser-deps benchmark-deps lint benchmark clean
 
 $(BIN)/geo-platform: pyproject.toml
+	@test -n "$(PYTHON)" || { bash scripts/find_python.sh >/dev/null; exit 1; }
+	@echo "[install] Python: $(PYTHON) ($$($(PYTHON) --version 2>&1))"
+	@# A venv left by an older interpreter (3.11 before rasterio 1.5) is replaced.
+	@if [ -x $(BIN)/python ] && ! $(BIN)/python -c 'import sys; sys.exit(sys.version_info < (3, 12))'; then \
+		echo "[install] $(VENV) is on $$($(BIN)/python --version 2>&1): recreating it"; rm -rf $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
+	@echo "[install] installing geo_platform and its pinned dependencies into $(VENV) (about a minute)"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --progress-bar off -e '.[test]'
+	@echo "[install] done: $$($(BIN)/python -c 'import rasterio; print(f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}")')"
 	touch $@
 
 install: $(BIN)/geo-platform

@@ -46,6 +46,8 @@ test: install browser-deps services
 
 lint: install
 	$(BIN)/ruff check geo_platform geo_platform_tests benchmarks
+	$(BIN)/ruff format --check geo_platform geo_platform_tests benchmarks
+	$(BIN)/mypy
 
 # The reference tool of the COG benchmarks: gdal_translate from Debian's gdal-bin.
 benchmark-deps:

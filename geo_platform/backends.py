@@ -1,22 +1,93 @@
-"""The active profile's backends as plain objects, for the command line.
+"""The one place that chooses the active profile's backends.
 
-Nothing here imports Dagster: ``geo-platform stac load`` and ``stac search`` start in
-the time their backend's own libraries take (``geo_platform.resources`` builds the
-same backends as Dagster resources).
+``embedded``: blobs in folders, the catalog in a DuckDB file. ``production``: Azure Blob
+Storage and pgSTAC. The command line gets plain objects (``stac_catalog`` imports no
+Dagster, so ``geo-platform stac ...`` starts in the time its backend's libraries take);
+Dagster gets the same backends as resources (``dagster_resources``), with secrets passed
+as ``dg.EnvVar`` so that the UI, which shows resource config, never shows them.
 """
 
 from __future__ import annotations
 
-from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.settings import PlatformSettings, Profile, get_postgres_settings
+import os
+from typing import TYPE_CHECKING, Any
+
+from geo_platform.settings import (
+    PlatformSettings,
+    Profile,
+    get_azure_settings,
+    get_platform_settings,
+    get_postgres_settings,
+)
+
+if TYPE_CHECKING:
+    from geo_platform.resources.blob_store import BlobStore
+    from geo_platform.resources.stac_catalog import StacCatalog
+
+# Run workers are child processes: they inherit these and Dagster resolves them.
+PGSTAC_DSN_ENV = "GEO_PLATFORM_PGSTAC_DSN"
+AZURE_CONNECTION_STRING_ENV = "GEO_PLATFORM_AZURE_CONNECTION_STRING"
+
+
+def _production(settings: PlatformSettings) -> bool:
+    return settings.profile is Profile.PRODUCTION
 
 
 def stac_catalog(settings: PlatformSettings) -> StacCatalog:
     """The profile's STAC catalog: pgSTAC (production) or the DuckDB file (embedded)."""
-    if settings.profile is Profile.PRODUCTION:
+    if _production(settings):
         from geo_platform.resources.pgstac_catalog import PgstacCatalog
 
         return PgstacCatalog(dsn=get_postgres_settings().dsn())
     from geo_platform.resources.duckdb_catalog import DuckDBCatalog
 
     return DuckDBCatalog(path=str(settings.catalog_path))
+
+
+def blob_store(settings: PlatformSettings, *, secrets_from_env: bool = False) -> BlobStore:
+    """The profile's blob storage: Azure (production) or folders (embedded).
+
+    ``secrets_from_env``: the connection string as a ``dg.EnvVar``, resolved by Dagster
+    when a run starts, for resources that Dagster shows.
+    """
+    if _production(settings):
+        from geo_platform.resources.azure_blob_store import AzureBlobStore
+
+        azure = get_azure_settings()
+        connection_string: Any = azure.connection_string.get_secret_value()
+        if secrets_from_env:
+            import dagster as dg
+
+            os.environ[AZURE_CONNECTION_STRING_ENV] = connection_string
+            connection_string = dg.EnvVar(AZURE_CONNECTION_STRING_ENV)
+        return AzureBlobStore(
+            connection_string=connection_string, container_prefix=azure.container_prefix
+        )
+    from geo_platform.resources.blob_store import LocalBlobStore
+
+    return LocalBlobStore(root=str(settings.blob_root))
+
+
+def dagster_resources(settings: PlatformSettings | None = None) -> dict[str, Any]:
+    """The profile's backends as Dagster resources, keyed as the assets ask for them."""
+    import dagster as dg
+
+    from geo_platform.resources.cog_tier_io_manager import CogTierIOManager
+    from geo_platform.resources.stac_catalog_resources import (
+        DuckDBCatalogResource,
+        PgstacCatalogResource,
+    )
+
+    settings = settings or get_platform_settings()
+    store = blob_store(settings, secrets_from_env=True)
+    catalog: dg.ConfigurableResource
+    if _production(settings):
+        os.environ[PGSTAC_DSN_ENV] = get_postgres_settings().dsn()
+        catalog = PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
+    else:
+        catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
+    return {
+        "blob_store": store,
+        "stac_catalog": catalog,
+        "cog_tier_io_manager": CogTierIOManager(blob_store=store),
+    }

@@ -90,7 +90,7 @@ def stac_search(
     """Print matching items as a GeoJSON FeatureCollection (newest first)."""
     from geo_platform.backends import stac_catalog
     from geo_platform.errors import InvalidInputError
-    from geo_platform.resources.stac_catalog import check_search
+    from geo_platform.lib.stac.search import check_search
 
     parsed_bbox = None
     if bbox:
@@ -107,13 +107,13 @@ def stac_search(
         except json.JSONDecodeError as e:
             raise click.BadParameter(f"not JSON ({e})", param_hint="--query") from None
     try:
-        check_search(parsed_bbox, datetime_, parsed_query, limit)
+        checked_bbox, _, _ = check_search(parsed_bbox, datetime_, parsed_query, limit)
     except InvalidInputError as e:
         raise click.BadParameter(e.problem, param_hint=f"--{e.source}") from None
     catalog = stac_catalog(get_platform_settings())
     items = catalog.search(
         collections=list(collections) or None,
-        bbox=parsed_bbox,
+        bbox=checked_bbox,
         datetime=datetime_,
         ids=list(ids) or None,
         query=parsed_query,
@@ -146,11 +146,16 @@ def stac_load(
     from geo_platform.backends import stac_catalog
     from geo_platform.errors import GeoPlatformError
     from geo_platform.lib.stac.load import load_ndjson
+    from geo_platform.lib.stac.loader import check_load_method
 
     catalog = stac_catalog(get_platform_settings())
     try:
         report = load_ndjson(
-            catalog, items, method=method, batch_size=batch_size, collection_path=collection_path
+            catalog,
+            items,
+            method=check_load_method(method),
+            batch_size=batch_size,
+            collection_path=collection_path,
         )
     except GeoPlatformError as e:
         click.echo(f"error: {e}", err=True)
@@ -189,13 +194,18 @@ def dev_command(port: int) -> None:
     import os
     import shutil
 
-    from geo_platform.instance import REPO_ROOT, ensure_dagster_home
+    from geo_platform.instance import ensure_dagster_home
 
     home = ensure_dagster_home(get_platform_settings())
     click.echo(f"Dagster instance: {home}")
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
-    os.chdir(REPO_ROOT)
-    os.execv(dagster, [dagster, "dev", "-h", "127.0.0.1", "-p", str(port)])
+    # From the instance folder, with the module named: the same whether geo_platform is
+    # installed or a checkout, and no stray dagster.yaml in the working directory.
+    os.chdir(home)
+    os.execv(
+        dagster,
+        [dagster, "dev", "-m", "geo_platform.definitions", "-h", "127.0.0.1", "-p", str(port)],
+    )
 
 
 @main.command("demo")

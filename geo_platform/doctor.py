@@ -92,10 +92,12 @@ def _postgres_check(name: str, query: str, describe: Callable[[str], str], fix: 
         import psycopg
 
         with psycopg.connect(pg.dsn(), connect_timeout=5) as con:
-            answer = con.execute(query).fetchone()[0]
+            row = con.execute(query).fetchone()
     except Exception as e:  # noqa: BLE001 - any failure here is the finding
         return CheckResult(name, False, f"{pg.redacted_dsn()}: {_first_line(e)}", fix)
-    return CheckResult(name, True, describe(answer))
+    if row is None or row[0] is None:
+        return CheckResult(name, False, f"{pg.redacted_dsn()}: the query returned nothing", fix)
+    return CheckResult(name, True, describe(str(row[0])))
 
 
 def check_postgis(settings: PlatformSettings) -> CheckResult:

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.defs.raster.assets import TIER_ASSETS
 from geo_platform.defs.raster.jobs import INGEST_ASSETS
-from geo_platform.defs.raster.partitions import raster_partitions
+from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
 from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.instance import get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
-from geo_platform.resources import build_resources
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
 from geo_platform.settings import PlatformSettings
 
@@ -69,7 +69,7 @@ def ingest(
     for source, name in collect_files(paths):
         key = f"{collection}/{name}"
         files.append((source, key, partition_key_problem(key) if source.is_file() else None))
-    blob_store = build_resources(settings)["blob_store"]
+    blob_store = profile_blob_store(settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-upload") as uploader:
         # The first file is hashed and copied into bronze while Dagster loads the
         # definitions and the instance (~1.5 s of imports on one core); later files
@@ -138,7 +138,7 @@ def _run_one(
     key: str,
     collection: str,
 ) -> IngestOutcome:
-    instance.add_dynamic_partitions(raster_partitions.name, [key])
+    instance.add_dynamic_partitions(RASTER_PARTITIONS, [key])
     result = job.execute_in_process(
         run_config=run_config,
         instance=instance,
@@ -173,6 +173,7 @@ def _outcome(source: Path, key: str, result: dg.ExecuteInProcessResult) -> Inges
                 for k, v in event.step_materialization_data.materialization.metadata.items()
             }
             for event in result.get_asset_materialization_events()
+            if event.asset_key is not None
         }
         return IngestOutcome(source, key, True, "ok", metadata)
     return IngestOutcome(source, key, False, _failure_message(result))

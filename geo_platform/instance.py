@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
+from importlib.resources import files
 from pathlib import Path
-
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from geo_platform.settings import PlatformSettings, Profile, get_postgres_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-INSTANCE_CONFIG = {
-    Profile.EMBEDDED: REPO_ROOT / "dagster.yaml",
-    Profile.PRODUCTION: REPO_ROOT / "dagster.production.yaml",
+if TYPE_CHECKING:
+    import dagster as dg
+
+# The instance templates ship inside the package, so an installed (not editable)
+# geo_platform finds them too.
+_TEMPLATES = {
+    Profile.EMBEDDED: "embedded.yaml",
+    Profile.PRODUCTION: "production.yaml",
 }
+# First line of a dagster.yaml that geo_platform keeps current; delete it to keep
+# hand edits (the file is then left alone).
+MANAGED_MARKER = "# Managed by geo_platform (delete this line to keep your own edits)."
+
+
+def instance_template(profile: Profile) -> str:
+    """The dagster.yaml of a profile, as geo_platform writes it into DAGSTER_HOME."""
+    template = files("geo_platform.dagster_instance").joinpath(_TEMPLATES[profile]).read_text()
+    return f"{MANAGED_MARKER}\n{template}"
 
 
 def ensure_dagster_home(settings: PlatformSettings) -> Path:
@@ -22,9 +35,7 @@ def ensure_dagster_home(settings: PlatformSettings) -> Path:
     dagster.yaml; for production, export the connection values that file reads."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(INSTANCE_CONFIG[settings.profile], config)
+    _write_config(home / "dagster.yaml", instance_template(settings.profile))
     os.environ["DAGSTER_HOME"] = str(home)
     if settings.profile is Profile.PRODUCTION:
         pg = get_postgres_settings()
@@ -40,6 +51,26 @@ def ensure_dagster_home(settings: PlatformSettings) -> Path:
     return home
 
 
+def _write_config(path: Path, content: str) -> None:
+    """Write ``content`` unless the file says the user owns it; atomically, so that a
+    process starting at the same moment reads the old file or the new one."""
+    try:
+        current = path.read_text()
+    except FileNotFoundError:
+        current = None
+    if current == content or (current is not None and not current.startswith(MANAGED_MARKER)):
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".dagster.yaml.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(content)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def get_instance(settings: PlatformSettings) -> dg.DagsterInstance:
+    import dagster as dg
+
     ensure_dagster_home(settings)
     return dg.DagsterInstance.get()

@@ -5,10 +5,9 @@ import shutil
 import dagster as dg
 import pytest
 
-from geo_platform.backends import stac_catalog
+from geo_platform.backends import dagster_resources, stac_catalog
 from geo_platform.defs.raster.assets import cog_tiers, raster_validation
 from geo_platform.defs.stac.assets import collection_summary, stac_item
-from geo_platform.resources import build_resources
 from geo_platform.settings import get_platform_settings
 
 pytestmark = pytest.mark.asset
@@ -28,7 +27,7 @@ def _materialize(instance, key, selection, run_config=None):
         selection=selection,
         partition_key=key,
         instance=instance,
-        resources=build_resources(),
+        resources=dagster_resources(),
         run_config=run_config,
         raise_on_error=False,
     )

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from geo_platform.instance import instance_template
+from geo_platform.settings import Profile
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 RASTER = REPO_ROOT.parent / "shared" / "data" / "real" / "rasters" / "image_rgb.tif"
@@ -121,7 +124,7 @@ def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     bronze.parent.mkdir(parents=True)
     shutil.copyfile(RASTER, bronze)
     dagster_home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_text(instance_template(Profile.EMBEDDED))
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("GEO_PLATFORM_DATA_DIR", str(data_dir))
     return {"data_dir": data_dir, "dagster_home": dagster_home, "tmp": tmp_path}
@@ -162,8 +165,17 @@ def _start_dagster_dev(env: dict[str, str], folder: Path) -> DagsterDev | None:
     dagster = Path(sys.executable).with_name("dagster")
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO_ROOT,
+            [
+                str(dagster),
+                "dev",
+                "-m",
+                "geo_platform.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=stdout,

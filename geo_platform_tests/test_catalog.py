@@ -3,8 +3,8 @@ import json
 import pytest
 
 from geo_platform.errors import InvalidInputError
+from geo_platform.lib.stac.search import parse_datetime_interval
 from geo_platform.resources.duckdb_catalog import DuckDBCatalog
-from geo_platform.resources.stac_catalog import parse_datetime_interval
 
 pytestmark = pytest.mark.unit
 

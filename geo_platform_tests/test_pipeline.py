@@ -9,14 +9,13 @@ import rasterio
 from click.testing import CliRunner
 from rio_cogeo.cogeo import cog_validate
 
-from geo_platform.backends import stac_catalog
+from geo_platform.backends import blob_store, stac_catalog
 from geo_platform.cli import main
 from geo_platform.ingest import ingest
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.compare import compare_pixels
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
 from geo_platform.lib.stac.validation import validate_item
-from geo_platform.resources import build_resources
 
 from . import bad_inputs
 from .conftest import REAL_RASTER_TIERS
@@ -35,7 +34,7 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_RASTER_TIERS)
 
-    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
+    catalog, store = stac_catalog(settings), blob_store(settings)
     items = {i["id"]: i for i in catalog.search(collections=["real"], limit=None)}
     assert len(items) == len(REAL_RASTER_TIERS)
     for name, tiers in REAL_RASTER_TIERS.items():
@@ -85,7 +84,7 @@ def test_bad_files_fail_alone_with_their_reason(profile_settings, copy_real, rea
         "huge.tif": "over the limit",
         "readings.tif": "not a readable raster",
     }
-    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
+    catalog, store = stac_catalog(settings), blob_store(settings)
     for name, problem in expected.items():
         outcome = outcomes[f"batch/{name}"]
         assert not outcome.ok
@@ -105,7 +104,7 @@ def test_reingesting_leaves_one_item_and_the_same_bytes(profile_settings, copy_r
     settings = profile_settings
     folder = copy_real("image_rgb_mask.tif")
     ingest([folder], collection="again", output_tier=None, settings=settings)
-    catalog, store = stac_catalog(settings), build_resources(settings)["blob_store"]
+    catalog, store = stac_catalog(settings), blob_store(settings)
     key = "again/image_rgb_mask.tif"
 
     def checksums() -> dict[str, str]:
@@ -133,7 +132,7 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
     catalog = stac_catalog(settings)
     assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
     assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
-    store = build_resources(settings)["blob_store"]
+    store = blob_store(settings)
     assert not store.exists(*_tier_blob("analysis", "viz_only/image_rgb.tif"))
 
 

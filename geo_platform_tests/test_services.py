@@ -8,7 +8,6 @@ tests fail (not skip) when a service is unreachable.
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import uuid
 from pathlib import Path
 
@@ -16,11 +15,11 @@ import dagster as dg
 import psycopg
 import pytest
 
-from geo_platform.settings import AZURITE_CONNECTION_STRING, PostgresSettings
+from geo_platform.instance import instance_template
+from geo_platform.settings import AZURITE_CONNECTION_STRING, PostgresSettings, Profile
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 START_HINT = "start the services with `make services`"
 
 
@@ -118,7 +117,7 @@ def production_instance(tmp_path, monkeypatch, pg_settings):
         monkeypatch.setenv(name, value)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(REPO_ROOT / "dagster.production.yaml", home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(instance_template(Profile.PRODUCTION))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     _connect(pg_settings, pg_settings.dagster_database).close()  # fail clearly if down
     instance = dg.DagsterInstance.get()

@@ -22,10 +22,12 @@ from psycopg.conninfo import make_conninfo
 
 from geo_platform.errors import ConfigurationError, InvalidInputError, TransientError
 from geo_platform.lib.stac.load import Rejection, load_ndjson
+from geo_platform.lib.stac.loader import LoadResult
+from geo_platform.lib.stac.search import parse_datetime_interval
 from geo_platform.resources import pgstac_catalog
 from geo_platform.resources.duckdb_catalog import DuckDBCatalog
 from geo_platform.resources.pgstac_catalog import PgstacCatalog
-from geo_platform.resources.stac_catalog import LoadResult, StacCatalog, parse_datetime_interval
+from geo_platform.resources.stac_catalog import StacCatalog
 
 from .conftest import conninfo
 

@@ -1,8 +1,8 @@
 import dagster as dg
 
-from geo_platform.resources import build_resources
+from geo_platform.backends import dagster_resources
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
-    return dg.Definitions(resources=build_resources(for_dagster=True))
+    return dg.Definitions(resources=dagster_resources())

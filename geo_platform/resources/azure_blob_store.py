@@ -172,7 +172,7 @@ class AzureBlobStore(BlobStore):
             except ResourceNotFoundError as exc:
                 # Creating the container only when it is missing keeps an upload at one
                 # request; a cached "exists" flag would go stale if someone deletes it.
-                if exc.error_code != "ContainerNotFound":
+                if getattr(exc, "error_code", None) != "ContainerNotFound":
                     raise
                 self._ensure_container(container)
                 stream.seek(0)

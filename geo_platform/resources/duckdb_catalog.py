@@ -16,21 +16,19 @@ import pyarrow as pa
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
-from geo_platform.resources.stac_catalog import (
+from geo_platform.lib.stac.items import item_name, item_time_span
+from geo_platform.lib.stac.loader import LoadMethod, LoadResult
+from geo_platform.lib.stac.search import (
     QUERY_OPERATORS,
     Bbox,
-    LoadMethod,
-    LoadResult,
     PropertyCondition,
-    StacCatalog,
     check_search,
     degenerate_bbox_geometry,
-    item_name,
-    item_time_span,
     parse_timestamp,
 )
+from geo_platform.resources.stac_catalog import StacCatalog
+from geo_platform.sql import read_sql
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 # Catalog files whose schema this process has already created or checked.
 _SCHEMA_READY: set[str] = set()
 
@@ -74,7 +72,7 @@ class DuckDBCatalog(StacCatalog):
                 load_spatial(con)
             if self.path not in _SCHEMA_READY:
                 load_spatial(con)
-                con.execute((SQL_DIR / "duckdb" / "001_stac_catalog.sql").read_text())
+                con.execute(read_sql("duckdb", "001_stac_catalog.sql"))
                 _SCHEMA_READY.add(self.path)
             if write:
                 con.execute("BEGIN")

@@ -44,15 +44,10 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
-from geo_platform.resources.stac_catalog import (
-    Bbox,
-    LoadMethod,
-    LoadResult,
-    StacCatalog,
-    check_search,
-    degenerate_bbox_geometry,
-    item_name,
-)
+from geo_platform.lib.stac.items import item_name
+from geo_platform.lib.stac.loader import LoadMethod, LoadResult
+from geo_platform.lib.stac.search import Bbox, check_search, degenerate_bbox_geometry
+from geo_platform.resources.stac_catalog import StacCatalog
 
 T = TypeVar("T")
 
@@ -480,7 +475,7 @@ class _BatchLoader(Loader):
     (partition bounds that need widening) is still handled here, as pypgstac does.
     """
 
-    load_partition = Loader.load_partition.retry_with(  # type: ignore[attr-defined]
+    load_partition = Loader.load_partition.retry_with(
         retry=retry_if_exception_type(psycopg.errors.CheckViolation),
         stop=stop_after_attempt(3),
         wait=wait_none(),
@@ -502,7 +497,7 @@ class _ItemFormatter(_BatchLoader):
         super().__init__(db=None)  # type: ignore[arg-type]  # formats only
         self.infos: dict[str, tuple[Any, ...]] = {}
 
-    def collection_json(self, collection_id: str) -> tuple[Any, ...]:  # type: ignore[override]
+    def collection_json(self, collection_id: str) -> tuple[Any, ...]:
         return self.infos[collection_id]
 
 

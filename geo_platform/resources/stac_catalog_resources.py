@@ -6,7 +6,8 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from geo_platform.resources.stac_catalog import DEFAULT_BATCH_SIZE, StacCatalog
+from geo_platform.lib.stac.loader import DEFAULT_BATCH_SIZE
+from geo_platform.resources.stac_catalog import StacCatalog
 
 
 class DuckDBCatalogResource(dg.ConfigurableResource):

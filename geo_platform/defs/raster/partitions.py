@@ -1,4 +1,5 @@
 import dagster as dg
 
 # One partition per raster blob in the bronze container, keyed by its blob key.
-raster_partitions = dg.DynamicPartitionsDefinition(name="rasters")
+RASTER_PARTITIONS = "rasters"
+raster_partitions = dg.DynamicPartitionsDefinition(name=RASTER_PARTITIONS)

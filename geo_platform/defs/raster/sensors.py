@@ -4,7 +4,7 @@ import dagster as dg
 
 from geo_platform.defs.raster.assets import SOURCE_ETAG, TIER_ASSETS
 from geo_platform.defs.raster.jobs import raster_ingest_job
-from geo_platform.defs.raster.partitions import raster_partitions
+from geo_platform.defs.raster.partitions import RASTER_PARTITIONS, raster_partitions
 from geo_platform.lib.blob_scan import ScanCursor, scan
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.stac.ids import collection_id
@@ -31,7 +31,7 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
     result = scan(listing, cursor, max_runs=MAX_RUNS_PER_TICK)
     for key, problem in result.rejected:
         context.log.warning(f"{BRONZE}/{key}: skipped, cannot be a partition key: {problem}")
-    known = set(context.instance.get_dynamic_partitions(raster_partitions.name))
+    known = set(context.instance.get_dynamic_partitions(RASTER_PARTITIONS))
     new_keys = [key for key, _ in result.to_run if key not in known]
     done = _already_ingested(context.instance, [k for k in result.to_run if k[0] in known])
     if done:
@@ -77,9 +77,10 @@ def _already_ingested(
     latest: dict[str, str] = {}
     for record in records:  # newest first
         materialization = record.asset_materialization
-        if materialization and materialization.partition not in latest:
+        partition = materialization.partition if materialization else None
+        if materialization and partition is not None and partition not in latest:
             etag = materialization.metadata.get(SOURCE_ETAG)
-            latest[materialization.partition] = etag.value if etag else ""
+            latest[partition] = str(etag.value) if etag else ""
     return {(key, etag) for key, etag in candidates if latest.get(key) == etag}
 
 

@@ -35,7 +35,9 @@ def summarize_collection(
 
     The report has, per tier, the number of items, bytes and cost per month.
     """
-    bboxes, times, epsg = [], [], Counter()
+    bboxes: list[list[float]] = []
+    times: list[str] = []
+    epsg: Counter[int | None] = Counter()
     tiers: dict[str, dict[str, float]] = defaultdict(lambda: {"items": 0, "bytes": 0, "cost": 0.0})
     count = 0
     for item in items:

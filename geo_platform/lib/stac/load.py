@@ -13,18 +13,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
 from geo_platform.errors import InvalidInputError
-from geo_platform.resources.stac_catalog import (
-    ItemLoader,
-    LoadMethod,
-    StacCatalog,
-    check_load_method,
-    item_problem,
-)
+from geo_platform.lib.stac.items import item_problem
+from geo_platform.lib.stac.loader import BatchTarget, ItemLoader, LoadMethod, check_load_method
+
+
+class NdjsonTarget(BatchTarget, Protocol):
+    """The part of a STAC catalog that loading a file needs."""
+
+    @property
+    def batch_size(self) -> int: ...
+
+    def get_collection(self, collection_id: str) -> dict[str, Any] | None: ...
+
+    def upsert_collection(self, collection: dict[str, Any]) -> None: ...
 
 
 class Rejection(NamedTuple):
@@ -54,7 +60,7 @@ class LoadReport:
 
 
 def load_ndjson(
-    catalog: StacCatalog,
+    catalog: NdjsonTarget,
     path: str | Path,
     *,
     method: LoadMethod = "upsert",
@@ -77,7 +83,7 @@ def load_ndjson(
     report = LoadReport(path=str(path), method=method)
     if collection_path is not None:
         report.collection_id = _load_collection(catalog, Path(collection_path))
-    loader = catalog.loader(method)
+    loader = ItemLoader(catalog, method)
     try:
         with _gc_paused(), loader:
             _read_into(loader, catalog, Path(path), size, report)
@@ -95,7 +101,7 @@ def load_ndjson(
 
 
 def _read_into(
-    loader: ItemLoader, catalog: StacCatalog, path: Path, size: int, report: LoadReport
+    loader: ItemLoader, catalog: NdjsonTarget, path: Path, size: int, report: LoadReport
 ) -> None:
     """Parse and check each line, and hand the good items to ``loader`` by batches."""
     # Collection id -> whether the catalog has it: one lookup per collection, not per item.
@@ -170,7 +176,7 @@ def _read_bad_line(
 _BOM = b"\xef\xbb\xbf"
 
 
-def _load_collection(catalog: StacCatalog, path: Path) -> str:
+def _load_collection(catalog: NdjsonTarget, path: Path) -> str:
     try:
         collection = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as e:

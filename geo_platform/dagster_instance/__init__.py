@@ -1,0 +1,1 @@
+"""dagster.yaml templates of the two profiles; ``geo_platform.instance`` writes them."""

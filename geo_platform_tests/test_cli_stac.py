@@ -72,8 +72,9 @@ def test_bad_lines_are_rejected_by_line_and_the_rest_loaded(settings, real_stac,
 
 @pytest.mark.unit
 def test_stac_commands_start_without_dagster_or_rasterio():
-    # Start-up time is most of a small load: pypgstac's own CLI starts in ~0.4 s, and
-    # importing Dagster alone takes ~0.6 s more.
+    # Start-up time is most of a small load or a search: pypgstac's own CLI starts in
+    # ~0.4 s, and importing Dagster alone takes ~0.6 s more; pyarrow and shapely
+    # (~0.1-0.2 s each) are imported only by the writes and geometry tests that use them.
     modules = [
         "geo_platform.cli",
         "geo_platform.backends",
@@ -83,7 +84,8 @@ def test_stac_commands_start_without_dagster_or_rasterio():
     ]
     code = (
         f"import sys, {', '.join(modules)}; "
-        "print(sorted(m for m in ('dagster', 'rasterio', 'pandas') if m in sys.modules))"
+        "heavy = ('dagster', 'rasterio', 'pandas', 'pyarrow', 'shapely'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True

@@ -1,9 +1,18 @@
-"""The embedded STAC catalog: one DuckDB file with the spatial extension."""
+"""The embedded STAC catalog: one DuckDB file.
+
+Geometry is stored as WKB with its envelope in plain columns, so that neither a write
+nor a search loads the spatial extension: the envelope prunes in SQL and the exact
+intersection runs in GEOS through shapely, only for candidates whose envelope is not
+inside the search box. Searches open the file read-only (several processes can search
+at once); writers take DuckDB's single-writer lock for one short transaction.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,10 +21,10 @@ from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
+from geo_platform.lib.stac.geometry import BoxMatcher, item_geometries
 from geo_platform.lib.stac.items import item_name, item_time_span
 from geo_platform.lib.stac.loader import LoadMethod, LoadResult
 from geo_platform.lib.stac.search import (
@@ -23,23 +32,32 @@ from geo_platform.lib.stac.search import (
     Bbox,
     PropertyCondition,
     check_search,
-    degenerate_bbox_geometry,
     parse_timestamp,
 )
 from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.sql import read_sql
+from geo_platform.sql import REQUIRES_SPATIAL, migrations
 
-# Catalog files whose schema this process has already created or checked.
+# Catalog files whose schema this process has brought up to date.
 _SCHEMA_READY: set[str] = set()
+# Read-write connections this process holds, by file: DuckDB refuses a read-only
+# connection to a file the same process has open read-write, so reads share it then.
+_WRITERS: Counter[str] = Counter()
+_WRITERS_LOCK = threading.Lock()
+# One write transaction at a time per file within this process (DuckDB's file lock
+# keeps other processes out): what keeps (collection, id) unique without an index.
+_WRITE_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+# Above this many items a batch goes to DuckDB as an Arrow table (fastest in bulk);
+# below, as list parameters, which spares a one-item write pyarrow's import.
+_ARROW_MIN_ITEMS = 256
 
 
 @dataclass(kw_only=True, frozen=True)
 class DuckDBCatalog(StacCatalog):
-    """The embedded catalog: one DuckDB file with the spatial extension.
+    """The embedded catalog: one DuckDB file.
 
-    DuckDB lets one process write a file at a time, and Dagster runs steps in
-    several processes: connections are short-lived, and a locked file is a
-    transient error, retried with backoff.
+    DuckDB lets one process write a file at a time, and Dagster runs steps in several
+    processes: connections are short-lived, and a busy file is retried with backoff
+    for ``lock_timeout_seconds``, then a TransientError.
     """
 
     path: str
@@ -51,41 +69,92 @@ class DuckDBCatalog(StacCatalog):
         return self.path
 
     @contextmanager
-    def _connection(
-        self, *, write: bool, spatial: bool = False
-    ) -> Iterator[duckdb.DuckDBPyConnection]:
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        delay = 0.05
-        while True:
-            try:
-                con = duckdb.connect(self.path)
-                break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    raise TransientError(f"catalog {self.path} is busy: {e}") from e
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+    def _connection(self, *, write: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one read, or one transaction that commits on success."""
+        con = self._open(write=write)
         try:
-            # Loading spatial costs ~0.1 s a connection: only where geometry is touched.
-            if spatial:
-                load_spatial(con)
-            if self.path not in _SCHEMA_READY:
-                load_spatial(con)
-                con.execute(read_sql("duckdb", "001_stac_catalog.sql"))
-                _SCHEMA_READY.add(self.path)
             if write:
-                con.execute("BEGIN")
-                yield con
-                con.execute("COMMIT")
+                with self._transaction(con):
+                    yield con
             else:
                 yield con
-        except BaseException:
-            if write:
-                con.execute("ROLLBACK")
-            raise
         finally:
+            self._close(con, write=write)
+
+    @contextmanager
+    def _transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        with _WRITE_LOCKS[self.path], _transaction(con):
+            yield
+
+    def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        if self.path not in _SCHEMA_READY:
+            self._migrate()
+        return self._connect(write=write)
+
+    def _close(self, con: duckdb.DuckDBPyConnection, *, write: bool) -> None:
+        """Close (a write connection checkpoints its changes into the file)."""
+        try:
             con.close()
+        finally:
+            if write:
+                with _WRITERS_LOCK:
+                    _WRITERS[self.path] -= 1
+
+    def _connect(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        delay = 0.01
+        while True:
+            with _WRITERS_LOCK:
+                read_only = not write and _WRITERS[self.path] == 0
+                try:
+                    con = duckdb.connect(self.path, read_only=read_only)
+                except (duckdb.IOException, duckdb.ConnectionException) as e:
+                    # Another process holds the file ("lock"), or this one has it open
+                    # with the other mode ("different configuration"): wait for it.
+                    message = str(e).lower()
+                    if "lock" not in message and "configuration" not in message:
+                        raise
+                    if time.monotonic() > deadline:
+                        raise TransientError(f"catalog {self.path} is busy: {e}") from e
+                else:
+                    if write:
+                        _WRITERS[self.path] += 1
+                    # A long query would draw a progress bar on stdout, where
+                    # `stac search` prints its JSON.
+                    con.execute("SET enable_progress_bar = false")
+                    return con
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _migrate(self) -> None:
+        """Apply the numbered SQL files this file has not seen, in one transaction."""
+        known = {number for number, _, _ in migrations("duckdb")}
+        if Path(self.path).exists():
+            # Read-only first: a search should not wait for the writer's lock.
+            con = self._connect(write=False)
+            try:
+                up_to_date = known <= _applied_migrations(con, create=False)
+            finally:
+                con.close()
+            if up_to_date:
+                _SCHEMA_READY.add(self.path)
+                return
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = self._connect(write=True)
+        try:
+            # One transaction: a crash leaves the file as it was, record included.
+            with _transaction(con):
+                applied = _applied_migrations(con, create=True)
+                for number, _name, text in migrations("duckdb"):
+                    if number in applied:
+                        continue
+                    if text.startswith(REQUIRES_SPATIAL):
+                        load_spatial(con)
+                    con.execute(text)
+                    con.execute("INSERT INTO schema_migrations VALUES (?, now())", [number])
+        finally:
+            self._close(con, write=True)
+        _SCHEMA_READY.add(self.path)
 
     def upsert_collection(self, collection: dict[str, Any]) -> None:
         if not isinstance(collection, dict) or not isinstance(collection.get("id"), str):
@@ -130,7 +199,7 @@ class DuckDBCatalog(StacCatalog):
         limit: int | None = 100,
     ) -> list[dict[str, Any]]:
         box, interval, conditions = check_search(bbox, datetime, query, limit)
-        if ids is not None and not ids:
+        if (ids is not None and not ids) or limit == 0:
             return []
         where: list[str] = ["TRUE"]
         params: list[Any] = []
@@ -142,16 +211,8 @@ class DuckDBCatalog(StacCatalog):
             params.append(list(ids))
         if box:
             west, south, east, north = box
-            # The envelope test is cheap and prunes; ST_Intersects is the exact answer.
             where.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
             params += [west, east, south, north]
-            degenerate = degenerate_bbox_geometry(box)
-            if degenerate:
-                where.append("ST_Intersects(geometry, ST_GeomFromGeoJSON(?))")
-                params.append(orjson.dumps(degenerate).decode())
-            else:
-                where.append("ST_Intersects(geometry, ST_MakeEnvelope(?, ?, ?, ?))")
-                params += [west, south, east, north]
         if interval:
             # pgSTAC: datetime <= end (< when the end is exclusive) AND end_datetime >= start.
             if interval.start:
@@ -167,72 +228,204 @@ class DuckDBCatalog(StacCatalog):
             where.append(clause)
             params += values
         sql = (
-            "SELECT content FROM items WHERE "
+            "SELECT content, geometry, xmin, ymin, xmax, ymax FROM items WHERE "
             + " AND ".join(where)
             + " ORDER BY start_datetime DESC, collection DESC, id DESC"
         )
-        if limit is not None:
+        # With a bbox, candidates pass the exact test or not: the limit applies after it.
+        if limit is not None and box is None:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params.append(limit)
         try:
-            with self._connection(write=False, spatial=box is not None) as con:
-                rows = con.execute(sql, params).fetchall()
+            with self._connection(write=False) as con:
+                cursor = con.execute(sql, params)
+                if box is None:
+                    return [orjson.loads(row[0]) for row in cursor.fetchall()]
+                return _matching(cursor, BoxMatcher(box), limit)
         except duckdb.ConversionException as e:
             raise InvalidInputError("query", str(e)) from e
-        return [orjson.loads(row[0]) for row in rows]
+
+
+@contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    con.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _matching(
+    cursor: duckdb.DuckDBPyConnection, matcher: BoxMatcher, limit: int | None
+) -> list[dict[str, Any]]:
+    """Candidates, in order, whose geometry intersects the box, up to ``limit``."""
+    found: list[dict[str, Any]] = []
+    chunk = 256 if limit is None else max(2 * limit, 32)
+    while rows := cursor.fetchmany(chunk):
+        for content, wkb, xmin, ymin, xmax, ymax in rows:
+            if matcher.matches(wkb, (xmin, ymin, xmax, ymax)):
+                found.append(orjson.loads(content))
+                if limit is not None and len(found) >= limit:
+                    return found
+    return found
+
+
+def _applied_migrations(con: duckdb.DuckDBPyConnection, *, create: bool) -> set[int]:
+    """Numbers of the migrations the file has; ``create`` starts the record if missing."""
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    if "schema_migrations" in tables:
+        return {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    # A catalog made before migrations were recorded has the tables of 001.
+    applied = {1} if "items" in tables else set()
+    if create:
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ)"
+        )
+        for number in applied:
+            con.execute("INSERT INTO schema_migrations VALUES (?, now())", [number])
+    return applied
 
 
 class _DuckDBBatchWriter:
-    """Items become an Arrow table (prepare), which one SQL statement writes (write)."""
+    """Items become columns (prepare), which one SQL statement writes (write).
+
+    A load keeps one connection for all its batches, a transaction each, and
+    checkpoints once when it closes: a checkpoint rewrites the whole primary-key
+    index, so one per batch made each batch slower than the one before.
+    """
 
     def __init__(self, catalog: DuckDBCatalog, method: LoadMethod) -> None:
         self.catalog = catalog
         self.method = method
+        self._con: duckdb.DuckDBPyConnection | None = None
 
-    def prepare(self, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], pa.Table]:
-        return items, _items_table(items)
+    def prepare(self, items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], _Columns]:
+        return items, _item_columns(items)
 
-    def write(self, prepared: tuple[list[dict[str, Any]], pa.Table]) -> LoadResult:
-        items, batch = prepared
-        method = self.method
-        with self.catalog._connection(write=True, spatial=True) as con:
-            known = {row[0] for row in con.execute("SELECT id FROM collections").fetchall()}
-            for item in items:
-                if item["collection"] not in known:
-                    raise InvalidInputError(
-                        item_name(item), f"unknown collection {item['collection']!r}"
-                    )
-            con.register("batch", batch)
-            try:
-                skipped = 0
-                if method in ("insert", "ignore"):
-                    rows = con.execute(
-                        "SELECT b.collection, b.id FROM batch b JOIN items i USING (collection, id)"
-                    ).fetchall()
-                    existing = set(rows)
-                    if existing and method == "insert":
-                        # The first in the caller's order, not the join's.
-                        first = next(i for i in items if (i["collection"], i["id"]) in existing)
-                        raise InvalidInputError(
-                            item_name(first),
-                            f"already exists in collection {first['collection']!r} (method insert)",
-                        )
-                    skipped = len(existing)
-                if method == "delsert":
-                    con.execute(
-                        "DELETE FROM items WHERE (collection, id) IN "
-                        "(SELECT collection, id FROM batch)"
-                    )
-                try:
-                    con.execute(_DUCKDB_WRITE[method])
-                except duckdb.Error as e:
-                    culprit = _geometry_error(items)
-                    if culprit:
-                        raise culprit from e
-                    raise
-            finally:
-                con.unregister("batch")
+    def write(self, prepared: tuple[list[dict[str, Any]], _Columns]) -> LoadResult:
+        if self._con is None:
+            self._con = self.catalog._open(write=True)
+            # The WAL may grow past DuckDB's 16 MB default until the load ends.
+            self._con.execute("SET checkpoint_threshold = '4GB'")
+        with self.catalog._transaction(self._con):
+            return self._write(self._con, *prepared)
+
+    def close(self) -> None:
+        if self._con is not None:
+            con, self._con = self._con, None
+            self.catalog._close(con, write=True)
+
+    def _write(
+        self, con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]], columns: _Columns
+    ) -> LoadResult:
+        _check_collections(con, items)
+        with _batch_table(con, columns):
+            existing = {
+                (collection, item_id)
+                for collection, item_id in con.execute(
+                    "SELECT i.collection, i.id FROM items i SEMI JOIN batch b "
+                    "ON i.collection = b.collection AND i.id = b.id"
+                ).fetchall()
+            }
+            if existing and self.method == "insert":
+                # The first in the caller's order, not the database's.
+                first = next(i for i in items if (i["collection"], i["id"]) in existing)
+                raise InvalidInputError(
+                    item_name(first),
+                    f"already exists in collection {first['collection']!r} (method insert)",
+                )
+            insert = _INSERT_BATCH
+            if existing and self.method == "ignore":
+                insert = _INSERT_BATCH_NEW_ONLY
+            elif existing:
+                # upsert and delsert alike: the stored copy goes, the new one comes.
+                con.execute(
+                    "DELETE FROM items WHERE (collection, id) IN (SELECT collection, id FROM batch)"
+                )
+            con.execute(insert)
+        skipped = len(existing) if self.method == "ignore" else 0
         return LoadResult(loaded=len(items) - skipped, skipped=skipped)
+
+
+_Columns = dict[str, list[Any]]
+_COLUMN_TYPES = {
+    "collection": "VARCHAR",
+    "id": "VARCHAR",
+    "datetime": "TIMESTAMPTZ",
+    "start_datetime": "TIMESTAMPTZ",
+    "end_datetime": "TIMESTAMPTZ",
+    "xmin": "DOUBLE",
+    "ymin": "DOUBLE",
+    "xmax": "DOUBLE",
+    "ymax": "DOUBLE",
+    "geometry": "BLOB",
+    "content": "VARCHAR",
+}
+# Statements assembled once from the column list above; no value is ever interpolated.
+_COLUMN_LIST = ", ".join(_COLUMN_TYPES)
+_SMALL_BATCH = "CREATE TEMP TABLE batch AS SELECT " + ", ".join(
+    f"unnest(?::{kind}[]) AS {column}" for column, kind in _COLUMN_TYPES.items()
+)
+_INSERT_INTO = "INSERT INTO items (" + _COLUMN_LIST + ", updated_at) SELECT " + _COLUMN_LIST
+_INSERT_BATCH = _INSERT_INTO + ", now() FROM batch"
+_INSERT_BATCH_NEW_ONLY = _INSERT_INTO + ", now() FROM batch ANTI JOIN items USING (collection, id)"
+
+
+@contextmanager
+def _batch_table(con: duckdb.DuckDBPyConnection, columns: _Columns) -> Iterator[None]:
+    """The batch as a relation called ``batch`` for the statements in the block."""
+    if len(columns["id"]) >= _ARROW_MIN_ITEMS:
+        import pyarrow as pa
+
+        con.register("batch", pa.table(columns))
+        try:
+            yield
+        finally:
+            con.unregister("batch")
+        return
+    # A few items: list parameters zipped by unnest, which spares pyarrow's import
+    # (DuckDB converts list parameters element by element: slow in bulk).
+    con.execute(_SMALL_BATCH, list(columns.values()))
+    try:
+        yield
+    finally:
+        con.execute("DROP TABLE batch")
+
+
+def _check_collections(con: duckdb.DuckDBPyConnection, items: list[dict[str, Any]]) -> None:
+    known = {row[0] for row in con.execute("SELECT id FROM collections").fetchall()}
+    for item in items:
+        if item["collection"] not in known:
+            raise InvalidInputError(item_name(item), f"unknown collection {item['collection']!r}")
+
+
+def _item_columns(items: list[dict[str, Any]]) -> _Columns:
+    """The rows of a batch, column by column; raises InvalidInputError naming the first
+    item whose geometry cannot be stored."""
+    geometries = item_geometries(items)
+    columns: _Columns = {name: [] for name in _COLUMN_TYPES}
+    for item, geometry in zip(items, geometries, strict=True):
+        start, end = item_time_span(item)
+        columns["collection"].append(item["collection"])
+        columns["id"].append(item["id"])
+        columns["datetime"].append(_instant(item))
+        columns["start_datetime"].append(start)
+        columns["end_datetime"].append(end)
+        for name, value in zip(("xmin", "ymin", "xmax", "ymax"), geometry.bounds, strict=True):
+            columns[name].append(value)
+        columns["geometry"].append(geometry.wkb)
+        columns["content"].append(orjson.dumps(item).decode())
+    return columns
+
+
+def _instant(item: dict[str, Any]) -> dt.datetime | None:
+    # Informational only (search uses the span): a range item's datetime may be null.
+    try:
+        return parse_timestamp(item["properties"]["datetime"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 # The expression each operand is read through, as pgSTAC's wrappers read it.
@@ -258,69 +451,3 @@ def _duckdb_condition(condition: PropertyCondition) -> tuple[str, list[Any]]:
     if condition.op == "in":
         return operand + " IN (SELECT unnest(?))", [*params, list(condition.values)]
     return operand + " " + QUERY_OPERATORS[condition.op] + " ?", [*params, condition.values[0]]
-
-
-_DUCKDB_SELECT_BATCH = """
-    (collection, id, datetime, start_datetime, end_datetime,
-     xmin, ymin, xmax, ymax, geometry, content, updated_at)
-    SELECT collection, id, datetime, start_datetime, end_datetime,
-           ST_XMin(g), ST_YMin(g), ST_XMax(g), ST_YMax(g), g, content, now()
-    FROM (SELECT *, ST_GeomFromGeoJSON(geometry) AS g FROM batch)
-"""
-# The envelope comes from the geometry, not the item's bbox: pgSTAC intersects
-# geometries, and a bbox that disagrees with its geometry must not hide an item.
-_DUCKDB_WRITE: dict[str, str] = {
-    "insert": "INSERT INTO items" + _DUCKDB_SELECT_BATCH,
-    "ignore": "INSERT OR IGNORE INTO items" + _DUCKDB_SELECT_BATCH,
-    "upsert": "INSERT OR REPLACE INTO items" + _DUCKDB_SELECT_BATCH,
-    "delsert": "INSERT INTO items" + _DUCKDB_SELECT_BATCH,
-}
-
-
-def _geometry_error(items: list[dict[str, Any]]) -> InvalidInputError | None:
-    """Which item's geometry DuckDB refused, when a batch write failed on one."""
-    # A connection of its own: the failed statement aborted the batch's transaction.
-    with load_spatial(duckdb.connect()) as con:
-        for item in items:
-            try:
-                con.execute(
-                    "SELECT ST_GeomFromGeoJSON(?)", [orjson.dumps(item["geometry"]).decode()]
-                )
-            except duckdb.Error as e:
-                return InvalidInputError(item_name(item), f"has an invalid geometry: {e}")
-    return None
-
-
-def _items_table(items: list[dict[str, Any]]) -> pa.Table:
-    columns: dict[str, list[Any]] = {name: [] for name in _ITEM_COLUMNS}
-    for item in items:
-        start, end = item_time_span(item)
-        columns["collection"].append(item["collection"])
-        columns["id"].append(item["id"])
-        columns["datetime"].append(_instant(item))
-        columns["start_datetime"].append(start)
-        columns["end_datetime"].append(end)
-        columns["geometry"].append(orjson.dumps(item["geometry"]).decode())
-        columns["content"].append(orjson.dumps(item).decode())
-    return pa.table(
-        {name: pa.array(values, type=_ITEM_COLUMNS[name]) for name, values in columns.items()}
-    )
-
-
-def _instant(item: dict[str, Any]) -> dt.datetime | None:
-    # Informational only (search uses the span): a range item's datetime may be null.
-    try:
-        return parse_timestamp(item["properties"]["datetime"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-_ITEM_COLUMNS = {
-    "collection": pa.string(),
-    "id": pa.string(),
-    "datetime": pa.timestamp("us", tz="UTC"),
-    "start_datetime": pa.timestamp("us", tz="UTC"),
-    "end_datetime": pa.timestamp("us", tz="UTC"),
-    "geometry": pa.string(),
-    "content": pa.string(),
-}

@@ -342,6 +342,9 @@ class _PgstacBatchWriter:
                 infos[collection] = info
         return [self._formatter.format_item(item) for item in items]
 
+    def close(self) -> None:
+        """Each write had a connection of its own: nothing is kept open."""
+
     def write(self, rows: list[dict[str, Any]]) -> LoadResult:
         method = self.method
 

@@ -51,6 +51,10 @@ class BatchWriter(Protocol):
         """Write one prepared batch in one transaction, whole or not at all."""
         ...
 
+    def close(self) -> None:
+        """Release what the writes kept open; called in the writer's thread, once."""
+        ...
+
 
 class BatchTarget(Protocol):
     """What an ``ItemLoader`` writes into: a catalog's batch writer for a method."""
@@ -134,7 +138,11 @@ class ItemLoader:
             if failure is not None and error is None:
                 raise failure
         finally:
-            self._thread.shutdown(wait=True)
+            try:
+                # In the writer thread: a connection is closed where it was used.
+                self._thread.submit(self._writer.close).result()
+            finally:
+                self._thread.shutdown(wait=True)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -1,4 +1,5 @@
--- The embedded STAC catalog. Idempotent: run on every connection that writes.
+-- requires: spatial
+-- The embedded STAC catalog as first created (002 moves geometry to WKB).
 CREATE TABLE IF NOT EXISTS collections (
     id VARCHAR PRIMARY KEY,
     content JSON NOT NULL,

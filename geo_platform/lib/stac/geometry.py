@@ -1,0 +1,87 @@
+"""Item geometries as a catalog stores and searches them: WKB, envelope, intersection.
+
+GEOS (through shapely) does the geometry work, as it does inside PostGIS for pgSTAC,
+so that a catalog without PostGIS answers an intersection the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from geo_platform.errors import InvalidInputError
+from geo_platform.lib.stac.items import item_name
+from geo_platform.lib.stac.search import Bbox, degenerate_bbox_geometry
+
+if TYPE_CHECKING:
+    import shapely
+
+# shapely (~0.1 s to import) is imported where it is used: a search whose candidates
+# all lie inside its box never needs it, and `stac search` is a short-lived command.
+
+
+@dataclass(frozen=True)
+class StoredGeometry:
+    """An item's geometry as WKB (EPSG:4326) with its envelope (xmin, ymin, xmax, ymax)."""
+
+    wkb: bytes
+    bounds: tuple[float, float, float, float]
+
+
+def item_geometries(items: Sequence[dict[str, Any]]) -> list[StoredGeometry]:
+    """Each item's GeoJSON geometry read by GEOS; InvalidInputError names the first
+    item whose geometry GEOS cannot read."""
+    import shapely
+
+    texts = [orjson.dumps(item["geometry"]) for item in items]
+    try:
+        geometries = shapely.from_geojson(texts)
+    except shapely.errors.GEOSException:
+        geometries = [_one_geometry(item, text) for item, text in zip(items, texts, strict=True)]
+    wkbs = shapely.to_wkb(geometries)
+    bounds = shapely.bounds(geometries).tolist()
+    return [
+        StoredGeometry(wkb, (box[0], box[1], box[2], box[3]))
+        for wkb, box in zip(wkbs.tolist(), bounds, strict=True)
+    ]
+
+
+def _one_geometry(item: dict[str, Any], text: bytes) -> shapely.Geometry:
+    import shapely
+
+    try:
+        return shapely.from_geojson(text)
+    except shapely.errors.GEOSException as e:
+        raise InvalidInputError(item_name(item), f"has an invalid geometry: {e}") from None
+
+
+class BoxMatcher:
+    """Whether a stored geometry intersects a search bbox, as PostGIS's ST_Intersects.
+
+    A geometry whose envelope lies inside the box intersects it without a test; only
+    the others are read from WKB and tested. A bbox with no area is a point or a line
+    (see :func:`degenerate_bbox_geometry`), exactly as the pgSTAC side searches it.
+    """
+
+    def __init__(self, bbox: Bbox) -> None:
+        self.bbox = bbox
+        self._shape: shapely.Geometry | None = None
+
+    def matches(self, wkb: bytes, bounds: tuple[float, float, float, float]) -> bool:
+        west, south, east, north = self.bbox
+        xmin, ymin, xmax, ymax = bounds
+        if west <= xmin and xmax <= east and south <= ymin and ymax <= north:
+            return True
+        import shapely
+
+        if self._shape is None:
+            degenerate = degenerate_bbox_geometry(self.bbox)
+            if degenerate:
+                self._shape = shapely.from_geojson(orjson.dumps(degenerate))
+            else:
+                self._shape = shapely.box(*self.bbox)
+            shapely.prepare(self._shape)
+        return bool(shapely.intersects(self._shape, shapely.from_wkb(wkb)))

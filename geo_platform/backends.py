@@ -72,7 +72,6 @@ def dagster_resources(settings: PlatformSettings | None = None) -> dict[str, Any
     """The profile's backends as Dagster resources, keyed as the assets ask for them."""
     import dagster as dg
 
-    from geo_platform.resources.cog_tier_io_manager import CogTierIOManager
     from geo_platform.resources.stac_catalog_resources import (
         DuckDBCatalogResource,
         PgstacCatalogResource,
@@ -86,8 +85,4 @@ def dagster_resources(settings: PlatformSettings | None = None) -> dict[str, Any
         catalog = PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
     else:
         catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
-    return {
-        "blob_store": store,
-        "stac_catalog": catalog,
-        "cog_tier_io_manager": CogTierIOManager(blob_store=store),
-    }
+    return {"blob_store": store, "stac_catalog": catalog}

@@ -36,7 +36,20 @@ def main() -> None:
     default=None,
     help="Tiers to write; default: the collection's output_tier, else all.",
 )
-def ingest_command(paths: tuple[Path, ...], collection: str, output_tier: str | None) -> None:
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Files per Dagster run (default: GEO_PLATFORM_RUN_BATCH_SIZE, 100).",
+)
+@click.option("--verbose", is_flag=True, help="Show Dagster's own log, tracebacks included.")
+def ingest_command(
+    paths: tuple[Path, ...],
+    collection: str,
+    output_tier: str | None,
+    batch_size: int | None,
+    verbose: bool,
+) -> None:
     """Copy files (or folders of rasters) into bronze and materialize them."""
     from geo_platform.ingest import ingest
 
@@ -46,6 +59,8 @@ def ingest_command(paths: tuple[Path, ...], collection: str, output_tier: str | 
         output_tier=output_tier,
         settings=get_platform_settings(),
         report=_print_outcome,
+        batch_size=batch_size,
+        verbose=verbose,
     )
     failed = [o for o in outcomes if not o.ok]
     click.echo(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")

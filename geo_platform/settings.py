@@ -31,6 +31,8 @@ class PlatformSettings(BaseSettings):
     data_dir: Path = Path(".geo_platform")
     # Per-collection settings such as output_tier; defaults to <data_dir>/collections.yaml.
     collections_file: Path | None = None
+    # Temporary files of runs (COGs before they are stored); defaults to <data_dir>/scratch.
+    scratch_dir: Path | None = None
 
     @property
     def blob_root(self) -> Path:
@@ -39,6 +41,10 @@ class PlatformSettings(BaseSettings):
     @property
     def catalog_path(self) -> Path:
         return self.data_dir.resolve() / "catalog.duckdb"
+
+    @property
+    def scratch_path(self) -> Path:
+        return (self.scratch_dir or self.data_dir / "scratch").resolve()
 
     @property
     def collections_path(self) -> Path:
@@ -68,6 +74,20 @@ class PriceSettings(BaseSettings):
 
     def monthly_cost(self, size_bytes: int, storage_class: str) -> float:
         return size_bytes / 1e9 * self.per_gb_month(storage_class)
+
+
+class RunSettings(BaseSettings):
+    """How a run shares out its partitions."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_RUN_")
+
+    # Blobs processed at once inside a run; GDAL's threads share the cores among them.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, gt=0)
+    # Partitions per run, for `geo-platform ingest`, the sensor and backfills: a run
+    # costs ~0.5 s of bookkeeping, a partition inside a run a few milliseconds.
+    batch_size: int = Field(default=100, gt=0)
+    # Items per catalog transaction inside a run.
+    item_batch_size: int = Field(default=200, gt=0)
 
 
 class LimitSettings(BaseSettings):
@@ -141,3 +161,7 @@ def get_price_settings() -> PriceSettings:
 
 def get_limit_settings() -> LimitSettings:
     return LimitSettings()
+
+
+def get_run_settings() -> RunSettings:
+    return RunSettings()

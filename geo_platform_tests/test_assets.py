@@ -1,4 +1,4 @@
-"""Assets through dg.materialize, with the embedded resources."""
+"""The raster assets through dg.materialize, with the embedded resources."""
 
 import shutil
 
@@ -6,12 +6,15 @@ import dagster as dg
 import pytest
 
 from geo_platform.backends import dagster_resources, stac_catalog
-from geo_platform.defs.raster.assets import cog_tiers, raster_validation
-from geo_platform.defs.stac.assets import collection_summary, stac_item
+from geo_platform.defs.raster.assets import FAILED_RASTERS, raster_pipeline
+from geo_platform.defs.raster.partitions import raster_partitions
+from geo_platform.defs.stac.assets import collection_summary
+from geo_platform.processing import raster as processing
 from geo_platform.settings import get_platform_settings
 
 pytestmark = pytest.mark.asset
-ASSETS = [raster_validation, cog_tiers, stac_item, collection_summary]
+ASSETS = [raster_pipeline, collection_summary]
+ALL = ["raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"]
 
 
 def _land(settings, real_rasters, name, key):
@@ -20,12 +23,18 @@ def _land(settings, real_rasters, name, key):
     shutil.copy2(real_rasters / name, target)
 
 
-def _materialize(instance, key, selection, run_config=None):
-    instance.add_dynamic_partitions("rasters", [key])
+def _materialize(instance, keys, selection, run_config=None):
+    """One run over ``keys`` (a range: they are registered in this order)."""
+    keys = [keys] if isinstance(keys, str) else keys
+    instance.add_dynamic_partitions("rasters", keys)
+    tags = {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
     return dg.materialize(
         ASSETS,
         selection=selection,
-        partition_key=key,
+        tags=tags,
         instance=instance,
         resources=dagster_resources(),
         run_config=run_config,
@@ -33,21 +42,31 @@ def _materialize(instance, key, selection, run_config=None):
     )
 
 
-def test_a_float_raster_skips_visualization_with_the_reason(settings, instance, real_rasters):
+def _materialized_partitions(result, asset):
+    return {
+        e.step_materialization_data.materialization.partition
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(asset)
+    }
+
+
+def test_a_tier_that_does_not_apply_is_not_recorded_as_materialized(
+    settings, instance, real_rasters
+):
     _land(settings, real_rasters, "image_float.tif", "dem/float.tif")
-    result = _materialize(
-        instance,
-        "dem/float.tif",
-        ["raster_validation", "cog_visualization", "cog_analysis", "stac_item"],
-    )
+    result = _materialize(instance, "dem/float.tif", ALL)
     assert result.success
-    viz = result.asset_materializations_for_node("cog_tiers")
-    skipped = next(m for m in viz if m.asset_key == dg.AssetKey("cog_visualization"))
-    assert "3-band uint8" in skipped.metadata["skipped"].value
+    assert _materialized_partitions(result, "cog_visualization") == set()
+    assert _materialized_partitions(result, "cog_analysis") == {"dem/float.tif"}
+    status = instance.get_status_by_partition(
+        dg.AssetKey("cog_visualization"), ["dem/float.tif"], raster_partitions
+    )
+    assert status["dem/float.tif"] is None
+    validation = result.asset_materializations_for_node("raster_pipeline")[0]
+    assert "3-band uint8" in validation.metadata["skip_visualization"].value
     assert not (settings.blob_root / "silver" / "dem" / "float.visualization.tif").exists()
-    assert (settings.blob_root / "silver" / "dem" / "float.analysis.tif").exists()
     item = stac_catalog(get_platform_settings()).get_item("dem", "float")
-    assert set(item["assets"]) == {"analysis"}
+    assert set(item["assets"]) == {"analysis", "archive"}
 
 
 def test_run_config_output_tier_writes_only_what_it_names(settings, instance, real_rasters):
@@ -55,18 +74,18 @@ def test_run_config_output_tier_writes_only_what_it_names(settings, instance, re
     result = _materialize(
         instance,
         "rgb/a.tif",
-        ["raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"],
-        {"ops": {"cog_tiers": {"config": {"output_tier": "visualization"}}}},
+        ALL,
+        {"ops": {"raster_pipeline": {"config": {"output_tier": "visualization"}}}},
     )
     assert result.success
     assert (settings.blob_root / "silver" / "rgb" / "a.visualization.tif").exists()
     assert not (settings.blob_root / "archive" / "rgb" / "a.archive.tif").exists()
+    assert _materialized_partitions(result, "cog_archive") == set()
     checks = {
         (c.asset_key.to_user_string(), c.check_name): c.passed
         for c in result.get_asset_check_evaluations()
     }
-    assert checks[("cog_visualization", "valid_cog")] is True
-    assert checks[("stac_item", "item_valid")] is True
+    assert checks == {("cog_visualization", "valid_cog"): True, ("stac_item", "item_valid"): True}
 
 
 def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_rasters):
@@ -79,15 +98,90 @@ def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_r
     assert set(item["assets"]) == {"analysis", "archive"}
 
 
-def test_invalid_input_fails_without_retry_and_names_the_blob(settings, instance, real_rasters):
-    _land(settings, real_rasters, "nontiff.jpg", "bad/nontiff.jpg")
-    result = _materialize(
-        instance, "bad/nontiff.jpg", ["raster_validation", "cog_analysis", "stac_item"]
-    )
+def test_one_bad_raster_fails_its_own_partition_and_the_batch_goes_on(
+    settings, instance, real_rasters
+):
+    keys = ["mix/a.tif", "mix/bad.jpg", "mix/c.tif"]
+    _land(settings, real_rasters, "image_rgb.tif", keys[0])
+    _land(settings, real_rasters, "nontiff.jpg", keys[1])
+    _land(settings, real_rasters, "image_float.tif", keys[2])
+    result = _materialize(instance, keys, ALL)
     assert not result.success
-    failures = [e for e in result.all_events if e.is_step_failure]
-    assert len(failures) == 1
-    assert failures[0].step_failure_data.user_failure_data.description == (
-        "bronze/bad/nontiff.jpg: not georeferenced: no CRS and no geotransform"
-    )
+    assert _materialized_partitions(result, "stac_item") == {"mix/a.tif", "mix/c.tif"}
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    data = failure.step_failure_data.user_failure_data
+    assert data.metadata[FAILED_RASTERS].value == {
+        "mix/bad.jpg": "bronze/mix/bad.jpg: not georeferenced: no CRS and no geotransform"
+    }
+    assert data.description.startswith("1 of 3 rasters failed:\nbronze/mix/bad.jpg: ")
+    # Bad input is never retried: running it again gives the same answer.
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    status = instance.get_status_by_partition(dg.AssetKey("stac_item"), keys, raster_partitions)
+    assert status == {
+        "mix/a.tif": dg.AssetPartitionStatus.MATERIALIZED,
+        "mix/bad.jpg": dg.AssetPartitionStatus.FAILED,
+        "mix/c.tif": dg.AssetPartitionStatus.MATERIALIZED,
+    }
+    assert {i["id"] for i in stac_catalog(get_platform_settings()).search(limit=None)} == {
+        "a",
+        "c",
+    }
+    # Fixed, it is retried alone and succeeds.
+    _land(settings, real_rasters, "image_web.tif", "mix/bad.jpg")
+    retried = _materialize(instance, "mix/bad.jpg", ALL)
+    assert retried.success
+    assert _materialized_partitions(retried, "stac_item") == {"mix/bad.jpg"}
+
+
+def test_a_tier_that_fails_its_check_is_not_published(
+    settings, instance, real_rasters, monkeypatch
+):
+    """valid_cog gates publication: the failing tier is not stored and no item is written,
+    so the previous item stays."""
+    _land(settings, real_rasters, "image_rgb.tif", "gate/a.tif")
+    assert _materialize(instance, "gate/a.tif", ALL).success
+    catalog = stac_catalog(get_platform_settings())
+    before = catalog.get_item("gate", "a")
+    analysis = settings.blob_root / "silver" / "gate" / "a.analysis.tif"
+    stored_before = analysis.read_bytes()
+
+    def broken_validate(path, quiet=True):
+        if path.endswith(".analysis.tif"):
+            return False, ["The file is not a COG (simulated)"], []
+        return True, [], []
+
+    monkeypatch.setattr(processing, "cog_validate", broken_validate)
+    # A changed source: without the gate its new tiers and item would replace the old.
+    _land(settings, real_rasters, "image_web.tif", "gate/a.tif")
+    result = _materialize(instance, "gate/a.tif", ALL)
+    assert not result.success
+    evaluations = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed
+        for c in result.get_asset_check_evaluations()
+    }
+    assert evaluations[("cog_analysis", "valid_cog")] is False
+    assert _materialized_partitions(result, "cog_analysis") == set()
+    assert _materialized_partitions(result, "stac_item") == set()
+    assert analysis.read_bytes() == stored_before
+    assert catalog.get_item("gate", "a") == before
+
+
+def test_collection_summary_reports_storage_per_tier(settings, instance, real_rasters):
+    _land(settings, real_rasters, "image_rgb.tif", "sum/a.tif")
+    _land(settings, real_rasters, "image_float.tif", "sum/b.tif")
+    assert _materialize(instance, ["sum/a.tif", "sum/b.tif"], ALL).success
+    result = dg.materialize(
+        ASSETS, selection=["collection_summary"], instance=instance, resources=dagster_resources()
+    )
+    report = result.asset_materializations_for_node("collection_summary")[0].metadata["report"]
+    tiers = report.value["sum"]["tiers"]
+    assert report.value["sum"]["items"] == 2
+    assert {name: figures["items"] for name, figures in tiers.items()} == {
+        "analysis": 2,
+        "archive": 2,
+        "visualization": 1,
+    }
+    analysis = settings.blob_root / "silver" / "sum"
+    assert tiers["analysis"]["bytes"] == sum(
+        (analysis / f"{n}.analysis.tif").stat().st_size for n in ("a", "b")
+    )

@@ -34,5 +34,12 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         assert node.partitions_def.name == "rasters"
         assert node.description, f"{key} needs a description for the UI"
     assert graph.get(dg.AssetKey("collection_summary")).automation_condition is not None
-    tiers = definitions.resolve_assets_def(dg.AssetKey("cog_analysis"))
-    assert tiers.can_subset and len(tiers.keys) == 3
+    # One subsettable step for the whole per-raster chain, over ranges of partitions.
+    pipeline = definitions.resolve_assets_def(dg.AssetKey("cog_analysis"))
+    assert pipeline.can_subset and len(pipeline.keys) == 5
+    assert pipeline.backfill_policy == dg.BackfillPolicy.multi_run(100)
+    assert graph.get(dg.AssetKey("stac_item")).parent_keys == {
+        dg.AssetKey("cog_visualization"),
+        dg.AssetKey("cog_analysis"),
+        dg.AssetKey("cog_archive"),
+    }

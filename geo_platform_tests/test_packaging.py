@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,13 +32,19 @@ print("storage:" in instance_template(Profile.PRODUCTION))
 
 @pytest.mark.unit
 def test_installed_wheel_finds_its_sql_and_instance_templates(tmp_path: Path):
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "source"
+    # Built from a copy: an in-tree build would leave build/ in the checkout.
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO_ROOT / name, source / name)
+    shutil.copytree(REPO_ROOT / "geo_platform", source / "geo_platform")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", target, "."],
-        cwd=REPO_ROOT,
+        cwd=source,
         check=True,
         capture_output=True,
     )
+    assert not (target / "geo_platform_tests").exists()
     # The checkout's own folders must not be what answers: run from elsewhere, with the
     # installed copy first on the path.
     env = dict(os.environ, PYTHONPATH=str(target))

@@ -154,8 +154,9 @@ def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
     assert metadata["compression_ratio"].value > 1
     assert metadata["cost_per_month_usd"].value > 0
     assert metadata["storage_class"].value == "hot"
-    summary = instance.get_latest_materialization_event(dg.AssetKey("collection_summary"))
-    assert summary.asset_materialization.metadata["items"].value == 1
+    runs = instance.get_runs()
+    assert [run.job_name for run in runs] == ["raster_ingest"]
+    assert runs[0].tags["dagster/asset_partition_range_start"] == key
     checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(
         [dg.AssetCheckKey(dg.AssetKey("cog_analysis"), "lossless")]
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
+
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".jpg", ".jpeg")
 # Dagster uses these to write partition ranges and lists.
 _FORBIDDEN = ("...", "|", ",")
@@ -22,3 +24,28 @@ def partition_key_problem(key: str) -> str | None:
 def is_raster_key(key: str) -> bool:
     name = key.rsplit("/", 1)[-1]
     return not name.startswith(".") and name.lower().endswith(RASTER_SUFFIXES)
+
+
+def contiguous_batches(
+    ordered: Iterable[str], wanted: Collection[str], size: int
+) -> list[list[str]]:
+    """``wanted`` keys cut into runs of at most ``size`` keys that are contiguous in
+    ``ordered`` (the order Dagster stores dynamic partitions in).
+
+    A run over a partition range covers every key between its ends: a batch must not
+    straddle a key that is not wanted.
+    """
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for key in ordered:
+        if key in wanted:
+            current.append(key)
+            if len(current) == size:
+                batches.append(current)
+                current = []
+        elif current:
+            batches.append(current)
+            current = []
+    if current:
+        batches.append(current)
+    return batches

@@ -13,7 +13,7 @@ import datetime as dt
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,6 +164,21 @@ class DuckDBCatalog(StacCatalog):
                 "INSERT OR REPLACE INTO collections (id, content, updated_at) VALUES (?, ?, now())",
                 [collection["id"], orjson.dumps(collection).decode()],
             )
+
+    def update_collection(
+        self, collection_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        # One write transaction: DuckDB's single writer makes concurrent updates take turns.
+        with self._connection(write=True) as con:
+            row = con.execute(
+                "SELECT content FROM collections WHERE id = ?", [collection_id]
+            ).fetchone()
+            collection = change(orjson.loads(row[0]) if row else None)
+            con.execute(
+                "INSERT OR REPLACE INTO collections (id, content, updated_at) VALUES (?, ?, now())",
+                [collection["id"], orjson.dumps(collection).decode()],
+            )
+        return collection
 
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         with self._connection(write=False) as con:

@@ -101,6 +101,23 @@ class PgstacCatalog(StacCatalog):
 
         self._run(f"upserting collection {collection['id']!r}", work)
 
+    def update_collection(
+        self, collection_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        def work(conn: psycopg.Connection) -> dict[str, Any]:
+            with conn.transaction():
+                # The row lock makes concurrent read-modify-writes take turns.
+                current = _scalar(
+                    conn,
+                    "SELECT content FROM collections WHERE id = %s FOR UPDATE",
+                    [collection_id],
+                )
+                collection = change(current)
+                conn.execute("SELECT upsert_collection(%s)", [Jsonb(collection)])
+                return collection
+
+        return self._run(f"updating collection {collection_id!r}", work)
+
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:
         return self._run(
             f"reading collection {collection_id!r}",

@@ -11,7 +11,7 @@ them to assets.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,13 @@ class StacCatalog(ABC):
     @abstractmethod
     def upsert_collection(self, collection: dict[str, Any]) -> None:
         """Create or replace a collection."""
+
+    @abstractmethod
+    def update_collection(
+        self, collection_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Replace a collection by ``change(current or None)`` in one transaction, so that
+        concurrent writers extending it lose nothing; returns what was written."""
 
     @abstractmethod
     def get_collection(self, collection_id: str) -> dict[str, Any] | None:

@@ -1,88 +1,126 @@
-"""Raster assets: validate a bronze blob, then write its COG tiers."""
+"""Raster assets: validation, the three COG tiers and the STAC item of each bronze raster.
 
-import tempfile
+One subsettable multi-asset runs them over every partition of its run (a range of
+keys: runs cover many rasters), with each raster isolated from the others: a bad file
+fails its own partition, with its reason, while the rest of the batch materializes.
+What happens to a raster is ``geo_platform.processing.raster``; this module reports it.
+"""
+
+import json
+import os
+import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
-from rio_cogeo.cogeo import cog_validate
 
-from geo_platform.errors import InvalidInputError
-from geo_platform.lib.collections_config import load_collections_config, requested_tiers
-from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
-from geo_platform.lib.raster.compare import Comparison, compare_copies
-from geo_platform.lib.raster.thumbnail import thumbnail_markdown
+from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
-from geo_platform.lib.raster.validate import RasterInfo, validate_raster
-from geo_platform.lib.stac.ids import collection_id
-from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
-from geo_platform.resources.cog_tier_io_manager import TierSkipped
-from geo_platform.settings import get_limit_settings, get_platform_settings, get_price_settings
+from geo_platform.processing.raster import (
+    ITEM_VALID,
+    LOSSLESS,
+    VALID_COG,
+    RasterContext,
+    RasterOutcome,
+    RasterPlan,
+    process_rasters,
+)
+from geo_platform.processing.scratch import run_scratch
+from geo_platform.resources.blob_store import BRONZE, BlobStore
+from geo_platform.resources.stac_catalog import StacCatalog
+from geo_platform.settings import (
+    get_limit_settings,
+    get_platform_settings,
+    get_price_settings,
+    get_run_settings,
+)
 
 from .partitions import raster_partitions
 
+VALIDATION = dg.AssetKey("raster_validation")
 TIER_ASSETS = {tier: dg.AssetKey(f"cog_{tier.value}") for tier in Tier}
+STAC_ITEM = dg.AssetKey("stac_item")
+RASTER_ASSETS = [VALIDATION, *TIER_ASSETS.values(), STAC_ITEM]
+# The bronze blob's ETag, recorded so that the sensor knows what was already ingested.
+SOURCE_ETAG = "source_etag"
+# Partition keys of the failed rasters and their reasons, on the step's Failure.
+FAILED_RASTERS = "failed_rasters"
+
 _TIER_DESCRIPTIONS = {
     Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. "
     "Container: silver.",
     Tier.ANALYSIS: "Lossless DEFLATE COG (predictor 2, 3 for floats). Container: silver.",
     Tier.ARCHIVE: "Lossless LZW COG, cheap to write, cool storage. Container: archive.",
 }
-# The bronze blob's ETag, recorded so that the sensor knows what was already ingested.
-SOURCE_ETAG = "source_etag"
-_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def invalid_input_failure(error: InvalidInputError) -> dg.Failure:
-    """Bad input fails its partition with a clear message and is never retried."""
-    return dg.Failure(
-        description=str(error),
-        metadata={"source": error.source, "problem": error.problem},
-        allow_retries=False,
-    )
-
-
-@dg.asset(
-    partitions_def=raster_partitions,
-    group_name="raster",
-    kinds={"gdal", "raster"},
-    retry_policy=_RETRY,
-)
-def raster_validation(context: dg.AssetExecutionContext, blob_store: BlobStore) -> RasterInfo:
-    """Checks that a bronze blob is a georeferenced raster within the configured limits
-    (CRS, transform, bands, dtype, size) and decides which COG tiers apply to it."""
-    key = context.partition_key
-    try:
-        blob = blob_store.info(BRONZE, key)
-        with blob_store.local_file(BRONZE, key) as path:
-            info = validate_raster(
-                path,
-                get_limit_settings(),
-                name=f"{BRONZE}/{key}",
-                # Recorded by the upload (ingest); blobs landed otherwise are hashed here.
-                sha256=blob.metadata.get(SHA256_METADATA),
+def _specs() -> list[dg.AssetSpec]:
+    common: dict[str, Any] = {"partitions_def": raster_partitions, "skippable": True}
+    return [
+        dg.AssetSpec(
+            VALIDATION,
+            description="Checks that a bronze blob is a georeferenced raster within the "
+            "configured limits (CRS, transform, bands, dtype, size) and decides which COG "
+            "tiers apply to it.",
+            group_name="raster",
+            kinds={"gdal", "raster"},
+            **common,
+        ),
+        *(
+            dg.AssetSpec(
+                key,
+                description=_TIER_DESCRIPTIONS[tier],
+                deps=[VALIDATION],
+                group_name="raster",
+                kinds={"cog", "gdal"},
+                **common,
             )
-    except InvalidInputError as e:
-        raise invalid_input_failure(e) from None
-    except FileNotFoundError:
-        raise dg.Failure(f"{BRONZE}/{key}: blob not found", allow_retries=False) from None
-    context.add_output_metadata(
-        {
-            "size": f"{info.width} x {info.height} x {info.count} {info.dtype}",
-            "crs": info.crs,
-            "nodata": str(info.nodata),
-            "mask": info.has_mask or info.has_alpha,
-            "source_bytes": info.size_bytes,
-            "sha256": info.sha256,
-            SOURCE_ETAG: blob.etag,
-            "tiers_applicable": ", ".join(t for t, ok in info.applicable.items() if ok),
-            **{f"skip_{tier}": reason for tier, reason in info.reasons.items()},
-        }
+            for tier, key in TIER_ASSETS.items()
+        ),
+        dg.AssetSpec(
+            STAC_ITEM,
+            description="The raster's STAC item (rio-stac), one asset per stored tier of "
+            "the current source, upserted into the catalog.",
+            deps=list(TIER_ASSETS.values()),
+            group_name="stac",
+            kinds={"stac"},
+            **common,
+        ),
+    ]
+
+
+def _check_specs() -> list[dg.AssetCheckSpec]:
+    specs = []
+    for tier, key in TIER_ASSETS.items():
+        specs.append(
+            dg.AssetCheckSpec(
+                VALID_COG,
+                asset=key,
+                description="rio-cogeo validates the COG; a tier that fails is not stored.",
+            )
+        )
+        if TIER_SPECS[tier].lossless:
+            specs.append(
+                dg.AssetCheckSpec(
+                    LOSSLESS,
+                    asset=key,
+                    description="pixels, mask, nodata, scale/offset and colormap equal the "
+                    "source; a tier that fails is not stored.",
+                )
+            )
+    specs.append(
+        dg.AssetCheckSpec(
+            ITEM_VALID,
+            asset=STAC_ITEM,
+            description="validates offline against STAC and its extensions; an item that "
+            "fails is not written.",
+        )
     )
-    return info
+    return specs
 
 
-class CogTierConfig(dg.Config):
+class RasterRunConfig(dg.Config):
     output_tier: str | None = Field(
         default=None,
         description="visualization | analysis | archive | both | all. Overrides the "
@@ -90,155 +128,138 @@ class CogTierConfig(dg.Config):
     )
 
 
-def _check_specs() -> list[dg.AssetCheckSpec]:
-    specs = []
-    for tier, key in TIER_ASSETS.items():
-        specs.append(
-            dg.AssetCheckSpec("valid_cog", asset=key, description="rio-cogeo validates the COG")
-        )
-        if TIER_SPECS[tier].lossless:
-            specs.append(
-                dg.AssetCheckSpec(
-                    "lossless",
-                    asset=key,
-                    description="pixels, mask, nodata, scale/offset and colormap equal the source",
-                )
-            )
-    return specs
-
-
 @dg.multi_asset(
-    outs={
-        key.path[-1]: dg.AssetOut(
-            key=key,
-            # Every selected tier is always yielded (a COG or a TierSkipped). Optional
-            # only because Dagster 1.13 otherwise demands unselected outputs that a
-            # downstream asset in the same run reads (dagster-io/dagster#33648).
-            is_required=False,
-            io_manager_key="cog_tier_io_manager",
-            group_name="raster",
-            kinds={"cog", "gdal"},
-            description=_TIER_DESCRIPTIONS[tier],
-        )
-        for tier, key in TIER_ASSETS.items()
-    },
-    partitions_def=raster_partitions,
-    can_subset=True,
+    specs=_specs(),
     check_specs=_check_specs(),
-    retry_policy=_RETRY,
+    can_subset=True,
+    # Backfills from the UI: 100 rasters a run (a run costs ~0.5 s of bookkeeping).
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=100),
+    name="raster_pipeline",
 )
-def cog_tiers(
+def raster_pipeline(
     context: dg.AssetExecutionContext,
-    config: CogTierConfig,
-    raster_validation: RasterInfo,
+    config: RasterRunConfig,
     blob_store: BlobStore,
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
-    """Writes the selected COG tiers of one raster. Tiers that don't apply, or that the
-    run's or collection's output_tier doesn't ask for, are skipped with the reason."""
-    key = context.partition_key
-    info = raster_validation
-    selected = [t for t, k in TIER_ASSETS.items() if k in context.selected_asset_keys]
-    collections = load_collections_config(get_platform_settings().collections_path)
-    requested = requested_tiers(collection_id(key), config.output_tier, collections)
-    to_write = [t for t in selected if t in requested and info.applicable[t.value]]
-    prices = get_price_settings()
-    with (
-        tempfile.TemporaryDirectory(prefix="cog-") as tmp,
-        blob_store.local_file(BRONZE, key) as src,
-    ):
-        try:
-            cogs = write_cog_tiers(src, to_write, tmp, name=f"{BRONZE}/{key}") if to_write else {}
-        except InvalidInputError as e:
-            raise invalid_input_failure(e) from None
-        # Checked and described before the tier IO manager takes the files over.
-        comparisons = _lossless_comparisons(context, cogs, src)
-        for tier in selected:
-            output_name = TIER_ASSETS[tier].path[-1]
-            if tier in cogs:
-                cog = cogs[tier]
-                checks = list(_tier_checks(context, tier, cog, comparisons.get(tier)))
-                metadata = _tier_metadata(cog, info, prices)
-                yield dg.Output(cog, output_name, metadata=metadata)
-                yield from checks
-            else:
-                skipped = _skip_reason(tier, info, requested)
-                context.log.info(f"{BRONZE}/{key}: {tier.value} skipped: {skipped.reason}")
-                yield dg.Output(skipped, output_name, metadata={"skipped": skipped.reason})
-                yield from _skipped_checks(context, tier, skipped.reason)
+    stac_catalog: dg.ResourceParam[StacCatalog],
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Validates each raster of the run, writes its selected COG tiers, checks them and
+    upserts its STAC item; reports each raster as it finishes."""
+    keys = context.partition_keys
+    platform, runs = get_platform_settings(), get_run_settings()
+    plan = _plan(context, config, load_collections_config(platform.collections_path))
+    workers = min(runs.workers, len(keys))
+    cpus = os.cpu_count() or 1
+    scratch = run_scratch(
+        platform.scratch_path, context.run.run_id, lambda run_id: _running(context, run_id)
+    )
+    ctx = RasterContext(
+        blob_store=blob_store,
+        limits=get_limit_settings(),
+        prices=get_price_settings(),
+        scratch=scratch,
+        # One raster: GDAL's threads on every core; several: the cores shared out.
+        threads="ALL_CPUS" if workers == 1 else max(1, cpus // workers),
+    )
+    failed: dict[str, str] = {}
+    transient = False
+    try:
+        for outcome in process_rasters(
+            keys,
+            plan,
+            ctx,
+            stac_catalog,
+            workers=workers,
+            item_batch_size=runs.item_batch_size,
+        ):
+            yield from _events(outcome, context, plan)
+            if outcome.error:
+                failed[outcome.key] = outcome.error
+                transient = transient or outcome.transient
+                context.log.error(outcome.error)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if failed:
+        raise dg.Failure(
+            description=_failure_summary(failed, len(keys)),
+            metadata={FAILED_RASTERS: dg.MetadataValue.json(failed)},
+            # Bad input gives the same answer every time; only a lost service is retried.
+            allow_retries=transient,
+        )
 
 
-def _skip_reason(tier: Tier, info: RasterInfo, requested: tuple[Tier, ...]) -> TierSkipped:
-    if not info.applicable[tier.value]:
-        return TierSkipped(info.reasons[tier.value], applicable=False)
-    wanted = ", ".join(t.value for t in requested)
-    return TierSkipped(f"not requested (output_tier gives {wanted})", applicable=True)
+def _running(context: dg.AssetExecutionContext, run_id: str) -> bool:
+    run = context.instance.get_run_by_id(run_id)
+    return run is not None and not run.is_finished
 
 
-def _tier_metadata(cog: LocalCog, info: RasterInfo, prices) -> dict:
-    storage_class = TIER_SPECS[cog.tier].storage_class
-    return {
-        "tier": cog.tier.value,
-        "size_bytes": dg.MetadataValue.int(cog.size_bytes),
-        "compression_ratio": round(info.size_bytes / cog.size_bytes, 3),
-        "storage_class": storage_class,
-        f"cost_per_month_{prices.currency.lower()}": dg.MetadataValue.float(
-            round(prices.monthly_cost(cog.size_bytes, storage_class), 8)
+def _plan(
+    context: dg.AssetExecutionContext, config: RasterRunConfig, collections: dict[str, dict]
+) -> RasterPlan:
+    selected = context.selected_asset_keys
+    return RasterPlan(
+        tiers=tuple(tier for tier, key in TIER_ASSETS.items() if key in selected),
+        item=STAC_ITEM in selected,
+        checks=frozenset(
+            (key.asset_key.to_user_string(), key.name) for key in context.selected_asset_check_keys
         ),
-        "thumbnail": dg.MetadataValue.md(thumbnail_markdown(cog.path)),
-    }
+        output_tier=config.output_tier,
+        collections=collections,
+    )
 
 
-def _selected(context: dg.AssetExecutionContext, asset_key: dg.AssetKey, name: str) -> bool:
-    return dg.AssetCheckKey(asset_key, name) in context.selected_asset_check_keys
-
-
-def _lossless_comparisons(
-    context: dg.AssetExecutionContext, cogs: dict[Tier, LocalCog], source
-) -> dict[Tier, Comparison]:
-    """The lossless tiers whose check is selected, compared with the source in one pass."""
-    tiers = [
-        tier
-        for tier in cogs
-        if TIER_SPECS[tier].lossless and _selected(context, TIER_ASSETS[tier], "lossless")
-    ]
-    comparisons = compare_copies(source, [cogs[tier].path for tier in tiers])
-    return dict(zip(tiers, comparisons, strict=True))
-
-
-def _tier_checks(
-    context: dg.AssetExecutionContext, tier: Tier, cog: LocalCog, comparison: Comparison | None
-) -> Iterator[dg.AssetCheckResult]:
-    asset_key = TIER_ASSETS[tier]
-    if _selected(context, asset_key, "valid_cog"):
-        is_valid, errors, warnings = cog_validate(str(cog.path), quiet=True)
-        yield dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name="valid_cog",
-            passed=bool(is_valid),
+def _events(
+    outcome: RasterOutcome, context: dg.AssetExecutionContext, plan: RasterPlan
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    key = outcome.key
+    info = outcome.info
+    if info is not None and VALIDATION in context.selected_asset_keys:
+        yield dg.AssetMaterialization(
+            VALIDATION,
+            partition=key,
             metadata={
-                "errors": "; ".join(errors) or "none",
-                "warnings": "; ".join(warnings) or "none",
+                "size": f"{info.width} x {info.height} x {info.count} {info.dtype}",
+                "crs": info.crs,
+                "nodata": str(info.nodata),
+                "mask": info.has_mask or info.has_alpha,
+                "source_bytes": info.size_bytes,
+                "sha256": info.sha256,
+                SOURCE_ETAG: outcome.source_etag or "",
+                "tiers_applicable": ", ".join(t for t, ok in info.applicable.items() if ok),
+                **{f"skip_{tier}": reason for tier, reason in info.reasons.items()},
             },
         )
-    if comparison is not None:
-        yield dg.AssetCheckResult(
-            asset_key=asset_key,
-            check_name="lossless",
-            passed=comparison.identical,
-            metadata={"problems": "; ".join(comparison.problems) or "none"},
+    for tier, tier_outcome in outcome.tiers.items():
+        if tier_outcome.ref is not None:
+            metadata = dict(tier_outcome.metadata)
+            metadata["href"] = dg.MetadataValue.path(metadata["href"])
+            metadata["thumbnail"] = dg.MetadataValue.md(metadata["thumbnail"])
+            yield dg.AssetMaterialization(TIER_ASSETS[tier], partition=key, metadata=metadata)
+        elif tier_outcome.skipped:
+            context.log.info(f"{BRONZE}/{key}: {tier.value} skipped: {tier_outcome.skipped}")
+    for check in outcome.checks:
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey(check.asset),
+            check_name=check.name,
+            passed=check.passed,
+            metadata=dict(check.metadata),
+            partition=key,
+        )
+    item = outcome.item
+    if item is not None and plan.item:
+        yield dg.AssetMaterialization(
+            STAC_ITEM,
+            partition=key,
+            metadata={
+                "item_id": item["id"],
+                "collection": item["collection"],
+                "tiers": ", ".join(item["assets"]),
+                "datetime": str(item["properties"].get("datetime")),
+                "bbox": json.dumps([round(v, 6) for v in item["bbox"]]),
+            },
         )
 
 
-def _skipped_checks(
-    context: dg.AssetExecutionContext, tier: Tier, reason: str
-) -> Iterator[dg.AssetCheckResult]:
-    asset_key = TIER_ASSETS[tier]
-    names = ["valid_cog", "lossless"] if TIER_SPECS[tier].lossless else ["valid_cog"]
-    for name in names:
-        if _selected(context, asset_key, name):
-            yield dg.AssetCheckResult(
-                asset_key=asset_key,
-                check_name=name,
-                passed=True,
-                description=f"nothing to check: tier skipped ({reason})",
-            )
+def _failure_summary(failed: dict[str, str], total: int) -> str:
+    shown = list(failed.values())[:10]
+    more = f"\n... and {len(failed) - len(shown)} more" if len(failed) > len(shown) else ""
+    return f"{len(failed)} of {total} rasters failed:\n" + "\n".join(shown) + more

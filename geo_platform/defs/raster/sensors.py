@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import SOURCE_ETAG, TIER_ASSETS
+from geo_platform.defs.raster.assets import SOURCE_ETAG, STAC_ITEM, TIER_ASSETS, VALIDATION
 from geo_platform.defs.raster.jobs import raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS, raster_partitions
 from geo_platform.lib.blob_scan import ScanCursor, scan
@@ -69,7 +69,7 @@ def _already_ingested(
         return set()
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey("raster_validation"),
+            asset_key=VALIDATION,
             asset_partitions=[key for key, _ in candidates],
         ),
         limit=len(candidates) * 4,
@@ -86,8 +86,4 @@ def _already_ingested(
 
 def _selection(key: str, collections: dict[str, dict]) -> list[dg.AssetKey]:
     tiers = requested_tiers(collection_id(key), None, collections)
-    return [
-        dg.AssetKey("raster_validation"),
-        *(TIER_ASSETS[tier] for tier in tiers),
-        dg.AssetKey("stac_item"),
-    ]
+    return [VALIDATION, *(TIER_ASSETS[tier] for tier in tiers), STAC_ITEM]

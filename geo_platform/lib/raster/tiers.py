@@ -68,3 +68,5 @@ class TierRef:
     gdal_path: str
     size_bytes: int
     sha256: str
+    # Checksum of the source the tier was made from (None: stored before it was recorded).
+    source_sha256: str | None = None

@@ -89,3 +89,67 @@ def summarize_collection(
         },
     }
     return collection, report
+
+
+def extend_collection(
+    collection: dict[str, Any], items: Iterable[dict[str, Any]]
+) -> dict[str, Any]:
+    """The collection with its extent and summaries grown to cover ``items``.
+
+    Applied as items are written, so that a collection is current without re-reading
+    its items; ``summarize_collection`` recomputes it whole (items that left included).
+    """
+    items = list(items)
+    if not items:
+        return collection
+    extended = dict(collection)
+    summaries = dict(extended.get("summaries") or {})
+    bboxes = [_bbox_2d(item["bbox"]) for item in items]
+    times = sorted(
+        value
+        for item in items
+        for name in ("datetime", "start_datetime", "end_datetime")
+        if (value := item["properties"].get(name))
+    )
+    if _is_placeholder(collection):
+        union = bboxes[0]
+        start = end = times[0] if times else None
+    else:
+        union = collection["extent"]["spatial"]["bbox"][0]
+        start, end = collection["extent"]["temporal"]["interval"][0]
+    for bbox in bboxes:
+        union = [
+            min(union[0], bbox[0]),
+            min(union[1], bbox[1]),
+            max(union[2], bbox[2]),
+            max(union[3], bbox[3]),
+        ]
+    if times:
+        start = min(filter(None, (start, times[0])))
+        end = max(filter(None, (end, times[-1])))
+    extended["extent"] = {"spatial": {"bbox": [union]}, "temporal": {"interval": [[start, end]]}}
+    tiers = set(summaries.get("geo_platform:tiers", []))
+    epsg = set(summaries.get("proj:epsg", []))
+    for item in items:
+        tiers.update(
+            tier
+            for asset in item.get("assets", {}).values()
+            if (tier := asset.get("geo_platform:tier"))
+        )
+        if item["properties"].get("proj:epsg"):
+            epsg.add(item["properties"]["proj:epsg"])
+    summaries["geo_platform:tiers"] = sorted(tiers)
+    if epsg:
+        summaries["proj:epsg"] = sorted(epsg)
+    extended["summaries"] = summaries
+    return extended
+
+
+def _bbox_2d(bbox: list[float]) -> list[float]:
+    return bbox if len(bbox) == 4 else [bbox[0], bbox[1], bbox[3], bbox[4]]
+
+
+def _is_placeholder(collection: dict[str, Any]) -> bool:
+    """A collection whose extent is still new_collection's whole world, no items yet."""
+    interval = collection.get("extent", {}).get("temporal", {}).get("interval", [[None, None]])
+    return interval[0] == [None, None]

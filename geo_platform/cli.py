@@ -67,6 +67,78 @@ def ingest_command(
     sys.exit(1 if failed or not outcomes else 0)
 
 
+@main.command("reconcile")
+@click.option("--collection", default=None, help="Only this collection (default: all).")
+@click.option("--dry-run", is_flag=True, help="Print what would be done, do nothing.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Files per run.")
+@click.option("--verbose", is_flag=True, help="Show Dagster's own log, tracebacks included.")
+def reconcile_command(
+    collection: str | None, dry_run: bool, batch_size: int | None, verbose: bool
+) -> None:
+    """Compare bronze with what is materialized and cataloged: ingest what is new or
+    changed, remove what was deleted, leave the rest alone."""
+    from geo_platform.reconcile import reconcile
+
+    result = reconcile(
+        get_platform_settings(),
+        collection=collection,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        verbose=verbose,
+        report=_print_outcome,
+    )
+    for what, count in result.plan.counts().items():
+        if count:
+            click.echo(f"{'would ' if dry_run else ''}{what}: {count}")
+    for key, problem in result.plan.rejected:
+        click.echo(f"skipped  bronze/{key}: {problem}")
+    for key in result.removed:
+        click.echo(f"removed  {key} (deleted from bronze: its tiers, item and partition)")
+    if dry_run:
+        for key, _ in result.plan.to_run:
+            click.echo(f"would run  {key} ({result.plan.reasons[key]})")
+        for key in result.plan.to_remove:
+            click.echo(f"would remove  {key}")
+    failed = [o for o in result.outcomes if not o.ok]
+    if not dry_run:
+        click.echo(
+            f"{len(result.outcomes) - len(failed)} ok, {len(failed)} failed, "
+            f"{len(result.removed)} removed, {result.plan.unchanged} unchanged"
+        )
+    sys.exit(1 if failed else 0)
+
+
+@main.command("backfill")
+@click.option("--collection", required=True, help="The collection to run again, whole.")
+@click.option(
+    "--tiers",
+    "output_tier",
+    type=click.Choice(["visualization", "analysis", "archive", "both", "all"]),
+    default=None,
+    help="Tiers to write; default: the collection's output_tier, else all.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Files per run.")
+@click.option("--verbose", is_flag=True, help="Show Dagster's own log, tracebacks included.")
+def backfill_command(
+    collection: str, output_tier: str | None, batch_size: int | None, verbose: bool
+) -> None:
+    """Run every raster of a collection in bronze again (after changing its output_tier,
+    say), in batched runs."""
+    from geo_platform.reconcile import backfill
+
+    outcomes = backfill(
+        get_platform_settings(),
+        collection=collection,
+        output_tier=output_tier,
+        batch_size=batch_size,
+        verbose=verbose,
+        report=_print_outcome,
+    )
+    failed = [o for o in outcomes if not o.ok]
+    click.echo(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
+    sys.exit(1 if failed or not outcomes else 0)
+
+
 def _print_outcome(outcome) -> None:
     if outcome.ok:
         tiers = [

@@ -141,6 +141,32 @@ def test_listing_follows_pages_past_5000_blobs(store, write):
     listed = [blob.key for blob in store.list_blobs("bronze", "scenes/")]
 
     assert listed == keys
+    # Page by page with a resumable token, as the sensor lists across ticks.
+    paged, token, pages = [], None, 0
+    while True:
+        page = store.list_page("bronze", token, 2_000)
+        paged += [blob.key for blob in page.blobs]
+        pages += 1
+        token = page.next_token
+        if token is None:
+            break
+        assert len(token) < 1_000
+    assert paged == keys and pages == 3
+
+
+def test_a_page_token_resumes_after_blobs_added_or_removed_meanwhile(store, write):
+    source = write(b"x")
+    for key in ["a/1.tif", "a/2.tif", "b/1.tif", "c.tif"]:
+        store.upload_file(source, "bronze", key)
+    first = store.list_page("bronze", None, 2)
+    assert [b.key for b in first.blobs] == ["a/1.tif", "a/2.tif"]
+    assert first.blobs[0].stored_at is not None
+    store.delete("bronze", "b/1.tif")
+    store.upload_file(source, "bronze", "b/0.tif")
+    rest = store.list_page("bronze", first.next_token, 10)
+    assert [b.key for b in rest.blobs] == ["b/0.tif", "c.tif"]
+    assert rest.next_token is None
+    assert store.list_page("empty", None, 10).blobs == []
 
 
 def test_local_file_has_the_blob_bytes_and_a_temporary_copy_is_removed(store, write):

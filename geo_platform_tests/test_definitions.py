@@ -10,6 +10,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
     definitions = defs()
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
+        "bronze_raster",
         "raster_validation",
         "cog_visualization",
         "cog_analysis",
@@ -25,10 +26,19 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "cog_archive:lossless",
         "stac_item:item_valid",
     }
-    assert definitions.resolve_sensor_def("bronze_rasters").job_name == "raster_ingest"
+    sensor = definitions.resolve_sensor_def("bronze_rasters")
+    assert {job.name for job in sensor.jobs} == {"raster_ingest", "raster_cleanup"}
     automation = definitions.resolve_sensor_def("default_automation_condition_sensor")
     assert automation.default_status == dg.DefaultSensorStatus.RUNNING
     assert definitions.resolve_job_def("raster_ingest") is not None
+    assert definitions.resolve_job_def("raster_cleanup") is not None
+    nightly = definitions.resolve_schedule_def("nightly_reconcile")
+    assert nightly.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert nightly.cron_schedule == "0 3 * * *"
+    # Staleness is Dagster's own: the blob's ETag is the source's data version, and the
+    # raster assets carry a code version.
+    assert graph.get(dg.AssetKey("raster_validation")).parent_keys == {dg.AssetKey("bronze_raster")}
+    assert graph.get(dg.AssetKey("cog_analysis")).code_version
     for key in ("raster_validation", "cog_analysis", "stac_item"):
         node = graph.get(dg.AssetKey(key))
         assert node.partitions_def.name == "rasters"

@@ -624,3 +624,19 @@ def test_a_lock_held_too_long_is_retried_then_transient(pgstac_dsn, test_collect
         with pytest.raises(TransientError, match="lock timeout"):
             catalog.load_items(test_items[:5])
     assert catalog.load_items(test_items[:5]) == LoadResult(loaded=5)
+
+
+def test_delete_item_removes_one_item_and_reports_whether_it_was_there(
+    catalog, test_collections, test_items
+):
+    catalog.upsert_collection(test_collections[0])
+    catalog.upsert_items(test_items[:3])
+    gone = test_items[1]
+    assert catalog.delete_item(TEST_COLLECTION, gone["id"]) is True
+    assert catalog.get_item(TEST_COLLECTION, gone["id"]) is None
+    assert catalog.delete_item(TEST_COLLECTION, gone["id"]) is False
+    assert catalog.item_ids(TEST_COLLECTION) == {test_items[0]["id"], test_items[2]["id"]}
+    assert catalog.item_ids("nothing-here") == set()
+    assert sorted(_ids(catalog.search(limit=None))) == sorted(
+        i["id"] for i in (test_items[0], test_items[2])
+    )

@@ -34,7 +34,7 @@ from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
 from geo_platform.lib.raster.validate import RasterInfo, validate_raster
 from geo_platform.lib.stac.collection import extend_collection, new_collection
-from geo_platform.lib.stac.ids import collection_id
+from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
@@ -123,26 +123,30 @@ def process_raster(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutc
         reraise=True,
     )
     name = f"{BRONZE}/{key}"
+    # Kept across attempts and failures: a failed raster still names the version it saw.
+    outcome = RasterOutcome(key)
     try:
         for attempt in retrying:
             with attempt:
-                return _process(key, plan, ctx)
+                return _process(RasterOutcome(key), plan, ctx, seen=outcome)
     except InvalidInputError as e:
-        return RasterOutcome(key).fail(str(e))
+        return outcome.fail(str(e))
     except FileNotFoundError:
-        return RasterOutcome(key).fail(f"{name}: blob not found")
+        return outcome.fail(f"{name}: blob not found")
     except TransientError as e:
-        return RasterOutcome(key).fail(f"{name}: {e}", transient=True)
+        return outcome.fail(f"{name}: {e}", transient=True)
     except (GeoPlatformError, OSError, rasterio.errors.RasterioError) as e:
-        return RasterOutcome(key).fail(f"{name}: {type(e).__name__}: {e}")
+        return outcome.fail(f"{name}: {type(e).__name__}: {e}")
     raise AssertionError("unreachable: Retrying returns or raises")
 
 
-def _process(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
+def _process(
+    outcome: RasterOutcome, plan: RasterPlan, ctx: RasterContext, *, seen: RasterOutcome
+) -> RasterOutcome:
     store = ctx.blob_store
-    outcome = RasterOutcome(key)
+    key = outcome.key
     blob = store.info(BRONZE, key)
-    outcome.source_etag = blob.etag
+    outcome.source_etag = seen.source_etag = blob.etag
     name = f"{BRONZE}/{key}"
     with store.local_file(BRONZE, key) as source:
         info = validate_raster(
@@ -445,3 +449,14 @@ class _ItemWriter:
     def _fail(outcome: RasterOutcome, reason: str, *, transient: bool = False) -> None:
         outcome.item = None
         outcome.fail(f"{BRONZE}/{outcome.key}: {reason}", transient=transient)
+
+
+def remove_raster(key: str, store: BlobStore, catalog: StacCatalog) -> bool:
+    """Remove what the platform made of ``bronze/<key>`` (its tiers and its item) once the
+    blob is gone; False, touching nothing, if the blob is back."""
+    if store.exists(BRONZE, key):
+        return False
+    for tier, spec in TIER_SPECS.items():
+        store.delete(spec.container, tier_blob_key(tier, key))
+    catalog.delete_item(collection_id(key), item_id(key))
+    return True

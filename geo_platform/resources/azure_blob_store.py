@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path, PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from azure.core.exceptions import (
@@ -30,7 +31,7 @@ from azure.storage.blob import (
 from pydantic import Field, PrivateAttr
 
 from geo_platform.errors import ConfigurationError, TransientError
-from geo_platform.resources.blob_store import BlobInfo, BlobStore, check_key
+from geo_platform.resources.blob_store import BlobInfo, BlobPage, BlobStore, check_key
 
 # The service's maximum page size: fewer round trips when listing big containers.
 LIST_PAGE_SIZE = 5000
@@ -133,6 +134,24 @@ class AzureBlobStore(BlobStore):
             except ResourceNotFoundError:
                 # A container nobody uploaded to yet is an empty container.
                 return
+
+    def list_page(self, container: str, token: str | None, max_results: int) -> BlobPage:
+        client = self._container(container)
+        with self._errors(f"listing {container}"):
+            # The page iterator carries the continuation token (not in the SDK's types).
+            pages: Any = client.list_blobs(
+                include=["metadata"], results_per_page=min(max_results, LIST_PAGE_SIZE)
+            ).by_page(continuation_token=token)
+            blobs: list[BlobInfo] = []
+            try:
+                for page in pages:
+                    blobs.extend(_blob_info(container, properties) for properties in page)
+                    if len(blobs) >= max_results or not pages.continuation_token:
+                        break
+            except ResourceNotFoundError:
+                # A container nobody uploaded to yet is an empty container.
+                return BlobPage([], None)
+            return BlobPage(blobs, pages.continuation_token or None)
 
     def info(self, container: str, key: str) -> BlobInfo:
         blob = self._blob(container, key)
@@ -279,6 +298,7 @@ def _blob_info(container: str, properties: BlobProperties) -> BlobInfo:
         last_modified=properties.last_modified,
         metadata=dict(properties.metadata or {}),
         content_md5=_md5_hex(properties.content_settings.content_md5),
+        stored_at=properties.last_modified,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -30,6 +31,16 @@ class BlobInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     # Hex MD5 of the content when the backend records one (Azure does for small uploads).
     content_md5: str | None = None
+    # When this version landed in the store (a copy may keep an older modification time).
+    stored_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class BlobPage:
+    """Blobs in key order, and the token that lists the ones after them (None: no more)."""
+
+    blobs: list[BlobInfo]
+    next_token: str | None
 
 
 class BlobStore(dg.ConfigurableResource, ABC):
@@ -38,6 +49,12 @@ class BlobStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     def list_blobs(self, container: str, prefix: str = "") -> Iterator[BlobInfo]:
         """Every blob in ``container`` whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def list_page(self, container: str, token: str | None, max_results: int) -> BlobPage:
+        """Up to ``max_results`` blobs, in key order, after those ``token`` ended with
+        (None: from the first). The token is small and opaque: a sensor keeps it in its
+        cursor, whatever the size of the container."""
 
     @abstractmethod
     def info(self, container: str, key: str) -> BlobInfo:
@@ -88,8 +105,11 @@ class BlobStore(dg.ConfigurableResource, ABC):
         return True
 
 
-def _files_in_key_order(folder: Path, parent: str, prefix: str) -> Iterator[tuple[str, Path]]:
-    """``(key, path)`` of the files under ``folder`` whose key starts with ``prefix``, by key.
+def _files_in_key_order(
+    folder: Path, parent: str, prefix: str, after: str = ""
+) -> Iterator[tuple[str, Path]]:
+    """``(key, path)`` of the files under ``folder`` whose key starts with ``prefix`` and
+    comes after ``after``, by key.
 
     Every key in a sub-folder starts with ``name/``, so sorting entries by name, with ``/``
     appended to folders, yields keys in string order while streaming the tree.
@@ -102,10 +122,11 @@ def _files_in_key_order(folder: Path, parent: str, prefix: str) -> Iterator[tupl
     for entry in sorted(entries, key=names.__getitem__):
         key = parent + names[entry]
         if entry.is_dir():
-            # Skip folders that hold no key with this prefix.
-            if key.startswith(prefix) or prefix.startswith(key):
-                yield from _files_in_key_order(Path(entry.path), key, prefix)
-        elif key.startswith(prefix) and not entry.name.startswith(".tmp-"):
+            # Skip folders that hold no key with this prefix, or none after ``after``.
+            wanted = key.startswith(prefix) or prefix.startswith(key)
+            if wanted and (key > after or after.startswith(key)):
+                yield from _files_in_key_order(Path(entry.path), key, prefix, after)
+        elif key.startswith(prefix) and key > after and not entry.name.startswith(".tmp-"):
             yield key, Path(entry.path)
 
 
@@ -140,6 +161,17 @@ class LocalBlobStore(BlobStore):
         for key, path in _files_in_key_order(Path(self.root) / container, "", prefix):
             yield self._info(container, key, path.stat())
 
+    def list_page(self, container: str, token: str | None, max_results: int) -> BlobPage:
+        # The token is the last key listed: folders list in key order, so the next page
+        # starts after it, whatever was added or removed meanwhile.
+        files = _files_in_key_order(Path(self.root) / container, "", "", token or "")
+        blobs = [
+            self._info(container, key, path.stat())
+            for key, path in itertools.islice(files, max_results)
+        ]
+        more = len(blobs) == max_results and next(files, None) is not None
+        return BlobPage(blobs, blobs[-1].key if more else None)
+
     def info(self, container: str, key: str) -> BlobInfo:
         path = self._path(container, key)
         # A folder is only a key prefix here, as in object stores.
@@ -156,6 +188,9 @@ class LocalBlobStore(BlobStore):
             etag=etag,
             last_modified=dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
             metadata=self._read_metadata(container, key, etag),
+            # A copy keeps its source's modification time; the inode's change time is
+            # when it landed here.
+            stored_at=dt.datetime.fromtimestamp(max(stat.st_mtime, stat.st_ctime), dt.UTC),
         )
 
     def _read_metadata(self, container: str, key: str, etag: str) -> dict[str, str]:

@@ -203,6 +203,19 @@ class DuckDBCatalog(StacCatalog):
             ).fetchone()
         return orjson.loads(row[0]) if row else None
 
+    def delete_item(self, collection_id: str, item_id: str) -> bool:
+        with self._connection(write=True) as con:
+            row = con.execute(
+                "DELETE FROM items WHERE collection = ? AND id = ? RETURNING id",
+                [collection_id, item_id],
+            ).fetchone()
+        return row is not None
+
+    def item_ids(self, collection_id: str) -> set[str]:
+        with self._connection(write=False) as con:
+            rows = con.execute("SELECT id FROM items WHERE collection = ?", [collection_id])
+            return {row[0] for row in rows.fetchall()}
+
     def search(
         self,
         *,

@@ -136,6 +136,30 @@ class PgstacCatalog(StacCatalog):
             lambda conn: _scalar(conn, "SELECT get_item(%s, %s)", [item_id, collection_id]),
         )
 
+    def delete_item(self, collection_id: str, item_id: str) -> bool:
+        def work(conn: psycopg.Connection) -> bool:
+            # pgSTAC's delete_item raises when there is no such item: check first, in one
+            # transaction.
+            with conn.transaction():
+                found = _scalar(
+                    conn,
+                    "SELECT 1 FROM items WHERE collection = %s AND id = %s FOR UPDATE",
+                    [collection_id, item_id],
+                )
+                if found is None:
+                    return False
+                conn.execute("SELECT delete_item(%s, %s)", [item_id, collection_id])
+                return True
+
+        return self._run(f"deleting item {item_id!r}", work)
+
+    def item_ids(self, collection_id: str) -> set[str]:
+        def work(conn: psycopg.Connection) -> set[str]:
+            rows = conn.execute("SELECT id FROM items WHERE collection = %s", [collection_id])
+            return {row[0] for row in rows}
+
+        return self._run(f"listing the items of {collection_id!r}", work)
+
     def batch_writer(self, method: LoadMethod) -> _PgstacBatchWriter:
         return _PgstacBatchWriter(self, method)
 

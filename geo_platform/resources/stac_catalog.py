@@ -66,6 +66,14 @@ class StacCatalog(ABC):
         """An item by collection and id, or None."""
 
     @abstractmethod
+    def delete_item(self, collection_id: str, item_id: str) -> bool:
+        """Remove an item; False if there was none."""
+
+    @abstractmethod
+    def item_ids(self, collection_id: str) -> set[str]:
+        """The ids of a collection's items (cheap: no item is read)."""
+
+    @abstractmethod
     def search(
         self,
         *,

@@ -38,14 +38,23 @@ from geo_platform.settings import (
 
 from .partitions import raster_partitions
 
+BRONZE_RASTER = dg.AssetKey("bronze_raster")
 VALIDATION = dg.AssetKey("raster_validation")
 TIER_ASSETS = {tier: dg.AssetKey(f"cog_{tier.value}") for tier in Tier}
 STAC_ITEM = dg.AssetKey("stac_item")
 RASTER_ASSETS = [VALIDATION, *TIER_ASSETS.values(), STAC_ITEM]
 # The bronze blob's ETag, recorded so that the sensor knows what was already ingested.
 SOURCE_ETAG = "source_etag"
+# Data versions are the one tag Dagster indexes by partition: a validation's is the blob
+# version (ETag) it was made from; a blob version that failed as invalid input is
+# recorded as an observation of the validation whose data version has this prefix.
+DATA_VERSION_TAG = "dagster/data_version"
+INVALID_VERSION_PREFIX = "invalid:"
 # Partition keys of the failed rasters and their reasons, on the step's Failure.
 FAILED_RASTERS = "failed_rasters"
+# What the raster assets are made with: change it when a change of code or settings
+# changes their outputs, and Dagster shows every raster made before as stale.
+RASTER_CODE_VERSION = "2026.12.1"
 
 _TIER_DESCRIPTIONS = {
     Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. "
@@ -55,14 +64,41 @@ _TIER_DESCRIPTIONS = {
 }
 
 
+@dg.observable_source_asset(
+    key=BRONZE_RASTER,
+    partitions_def=raster_partitions,
+    group_name="raster",
+    description="A raster blob in the bronze container, as uploaded. Its data version is "
+    "the blob's ETag, observed by the bronze_rasters sensor and by ingest: a raster whose "
+    "blob changed since it was processed is stale.",
+)
+def bronze_raster(
+    context: dg.AssetExecutionContext, blob_store: BlobStore
+) -> dg.DataVersionsByPartition:
+    """The ETag of every registered raster still in bronze."""
+    registered = set(context.instance.get_dynamic_partitions(raster_partitions.name or ""))
+    return dg.DataVersionsByPartition(
+        {
+            blob.key: dg.DataVersion(blob.etag)
+            for blob in blob_store.list_blobs(BRONZE)
+            if blob.key in registered
+        }
+    )
+
+
 def _specs() -> list[dg.AssetSpec]:
-    common: dict[str, Any] = {"partitions_def": raster_partitions, "skippable": True}
+    common: dict[str, Any] = {
+        "partitions_def": raster_partitions,
+        "skippable": True,
+        "code_version": RASTER_CODE_VERSION,
+    }
     return [
         dg.AssetSpec(
             VALIDATION,
             description="Checks that a bronze blob is a georeferenced raster within the "
             "configured limits (CRS, transform, bands, dtype, size) and decides which COG "
             "tiers apply to it.",
+            deps=[BRONZE_RASTER],
             group_name="raster",
             kinds={"gdal", "raster"},
             **common,
@@ -141,7 +177,7 @@ def raster_pipeline(
     config: RasterRunConfig,
     blob_store: BlobStore,
     stac_catalog: dg.ResourceParam[StacCatalog],
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     """Validates each raster of the run, writes its selected COG tiers, checks them and
     upserts its STAC item; reports each raster as it finishes."""
     keys = context.partition_keys
@@ -209,13 +245,23 @@ def _plan(
 
 def _events(
     outcome: RasterOutcome, context: dg.AssetExecutionContext, plan: RasterPlan
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
     key = outcome.key
     info = outcome.info
+    if outcome.error and not outcome.transient and outcome.source_etag:
+        # The version stays failed until the blob changes: reconcile leaves it alone,
+        # and the UI shows why on the validation's partition.
+        yield dg.AssetObservation(
+            VALIDATION,
+            partition=key,
+            tags={DATA_VERSION_TAG: INVALID_VERSION_PREFIX + outcome.source_etag},
+            metadata={"error": outcome.error},
+        )
     if info is not None and VALIDATION in context.selected_asset_keys:
         yield dg.AssetMaterialization(
             VALIDATION,
             partition=key,
+            tags={DATA_VERSION_TAG: outcome.source_etag or ""},
             metadata={
                 "size": f"{info.width} x {info.height} x {info.count} {info.dtype}",
                 "crs": info.crs,

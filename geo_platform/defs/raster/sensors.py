@@ -1,89 +1,142 @@
-"""Notice rasters landing in bronze and request their runs."""
+"""Notice rasters landing in, changing in and leaving bronze, and request their runs."""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import SOURCE_ETAG, STAC_ITEM, TIER_ASSETS, VALIDATION
-from geo_platform.defs.raster.jobs import raster_ingest_job
+from geo_platform.defs.raster.assets import (
+    BRONZE_RASTER,
+    DATA_VERSION_TAG,
+    STAC_ITEM,
+    TIER_ASSETS,
+    VALIDATION,
+)
+from geo_platform.defs.raster.jobs import raster_cleanup, raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS, raster_partitions
-from geo_platform.lib.blob_scan import ScanCursor, scan
+from geo_platform.lib.blob_scan import (
+    BronzeCursor,
+    ListedBlob,
+    TickPlan,
+    plan_page,
+    versions_digest,
+)
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
+from geo_platform.lib.partition_keys import contiguous_batches
 from geo_platform.lib.stac.ids import collection_id
 from geo_platform.resources.blob_store import BRONZE, BlobStore
-from geo_platform.settings import get_platform_settings
+from geo_platform.settings import get_platform_settings, get_run_settings
 
-# Validating a run request costs ~28 ms on the code server; 200 stay far inside
-# the 60 s tick timeout. The rest wait for the next tick.
-MAX_RUNS_PER_TICK = 200
+# Blobs listed per tick: one Azure page. A full pass over 10,000 blobs takes two ticks.
+PAGE_SIZE = 5000
+# Versions handed out per tick: each is one observation event (~15 ms on SQLite) and
+# its share of a run request; the rest wait on the same page for the next tick.
+MAX_CHANGES_PER_TICK = 1000
+# A blob younger than this may be an upload whose ingest has not recorded it yet.
+SETTLE = dt.timedelta(seconds=60)
 # The production instance allows one run in progress per value of this tag.
 COLLECTION_TAG = "geo_platform/pgstac_collection"
 
 
 @dg.sensor(
-    job=raster_ingest_job,
+    jobs=[raster_ingest_job, raster_cleanup],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -> dg.SensorResult:
-    """Registers new or changed raster blobs in bronze as partitions of ``rasters`` and
-    requests one run each, with the tiers their collection asks for."""
-    cursor = ScanCursor.from_json(context.cursor)
-    listing = ((blob.key, blob.etag) for blob in blob_store.list_blobs(BRONZE))
-    result = scan(listing, cursor, max_runs=MAX_RUNS_PER_TICK)
-    for key, problem in result.rejected:
+    """Lists bronze a page per tick and compares each raster's ETag with the data version
+    last observed for it: new and changed rasters are observed, registered as partitions
+    and run in ranges; rasters deleted from bronze get a cleanup run."""
+    cursor = BronzeCursor.from_json(context.cursor)
+    page = blob_store.list_page(BRONZE, cursor.token, PAGE_SIZE)
+    blobs = [ListedBlob(b.key, b.etag, b.stored_at) for b in page.blobs]
+    registered = context.instance.get_dynamic_partitions(RASTER_PARTITIONS)
+    plan = plan_page(
+        blobs,
+        page.next_token,
+        cursor,
+        observed=latest_observed(context.instance, [b.key for b in blobs]),
+        registered=sorted(registered),
+        now=dt.datetime.now(dt.UTC),
+        settle=SETTLE,
+        max_changes=MAX_CHANGES_PER_TICK,
+    )
+    for key, problem in plan.rejected:
         context.log.warning(f"{BRONZE}/{key}: skipped, cannot be a partition key: {problem}")
-    known = set(context.instance.get_dynamic_partitions(RASTER_PARTITIONS))
-    new_keys = [key for key, _ in result.to_run if key not in known]
-    done = _already_ingested(context.instance, [k for k in result.to_run if k[0] in known])
-    if done:
-        context.log.info(f"{len(done)} blobs were already ingested (by the CLI or a backfill)")
-    collections = load_collections_config(get_platform_settings().collections_path)
-    requests = [
-        dg.RunRequest(
-            run_key=f"{key}@{etag}",
-            partition_key=key,
-            asset_selection=_selection(key, collections),
-            tags={
-                "geo_platform/source": f"{BRONZE}/{key}",
-                COLLECTION_TAG: collection_id(key),
-            },
-        )
-        for key, etag in result.to_run
-        if (key, etag) not in done
-    ]
-    if result.deferred:
-        context.log.info(f"{result.deferred} more blobs wait for the next tick")
+    known = set(registered)
+    new_keys = [key for key, _ in plan.changed if key not in known]
+    requests = ingest_requests(plan.changed, [*registered, *new_keys])
+    if plan.deleted:
+        requests.append(cleanup_request(plan.deleted))
+    context.log.info(_summary(plan, len(blobs), len(requests)))
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=[raster_partitions.build_add_request(new_keys)]
         if new_keys
         else [],
-        cursor=result.cursor.to_json(),
+        asset_events=[observation(key, etag) for key, etag in plan.changed],
+        cursor=plan.cursor.to_json(),
     )
 
 
-def _already_ingested(
-    instance: dg.DagsterInstance, candidates: list[tuple[str, str]]
-) -> set[tuple[str, str]]:
-    """Blobs whose latest validation saw this very ETag: nothing new to do for them."""
-    if not candidates:
-        return set()
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(
-            asset_key=VALIDATION,
-            asset_partitions=[key for key, _ in candidates],
-        ),
-        limit=len(candidates) * 4,
-    ).records
-    latest: dict[str, str] = {}
-    for record in records:  # newest first
-        materialization = record.asset_materialization
-        partition = materialization.partition if materialization else None
-        if materialization and partition is not None and partition not in latest:
-            etag = materialization.metadata.get(SOURCE_ETAG)
-            latest[partition] = str(etag.value) if etag else ""
-    return {(key, etag) for key, etag in candidates if latest.get(key) == etag}
+def latest_observed(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
+    """The data version (ETag) last observed for each of ``keys`` that has one."""
+    if not keys:
+        return {}
+    tags = instance.event_log_storage.get_latest_tags_by_partition(
+        BRONZE_RASTER, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], keys
+    )
+    return {
+        key: values[DATA_VERSION_TAG] for key, values in tags.items() if DATA_VERSION_TAG in values
+    }
 
 
-def _selection(key: str, collections: dict[str, dict]) -> list[dg.AssetKey]:
-    tiers = requested_tiers(collection_id(key), None, collections)
-    return [VALIDATION, *(TIER_ASSETS[tier] for tier in tiers), STAC_ITEM]
+def observation(key: str, etag: str) -> dg.AssetObservation:
+    return dg.AssetObservation(BRONZE_RASTER, partition=key, tags={DATA_VERSION_TAG: etag})
+
+
+def ingest_requests(changed: list[tuple[str, str]], ordered: Sequence[str]) -> list[dg.RunRequest]:
+    """Ranged runs over ``changed``, per collection, in contiguous batches of ``ordered``
+    (the order of registration); a run key per set of versions, so a version is never
+    requested twice."""
+    etags = dict(changed)
+    by_collection: dict[str, set[str]] = defaultdict(set)
+    for key, _ in changed:
+        by_collection[collection_id(key)].add(key)
+    collections = load_collections_config(get_platform_settings().collections_path)
+    batch_size = get_run_settings().batch_size
+    requests = []
+    for collection, keys in sorted(by_collection.items()):
+        tiers = requested_tiers(collection, None, collections)
+        for batch in contiguous_batches(ordered, keys, batch_size):
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"ingest:{versions_digest([(k, etags[k]) for k in batch])}",
+                    asset_selection=[VALIDATION, *(TIER_ASSETS[t] for t in tiers), STAC_ITEM],
+                    tags={
+                        "dagster/asset_partition_range_start": batch[0],
+                        "dagster/asset_partition_range_end": batch[-1],
+                        "geo_platform/source": f"{BRONZE}/{collection}/ ({len(batch)} files)",
+                        COLLECTION_TAG: collection,
+                    },
+                )
+            )
+    return requests
+
+
+def cleanup_request(keys: list[str]) -> dg.RunRequest:
+    return dg.RunRequest(
+        job_name=raster_cleanup.name,
+        run_key=f"cleanup:{versions_digest([(key, '') for key in keys])}",
+        run_config={"ops": {"remove_rasters": {"config": {"keys": keys}}}},
+        tags={"geo_platform/source": f"{BRONZE} ({len(keys)} deleted)"},
+    )
+
+
+def _summary(plan: TickPlan, listed: int, runs: int) -> str:
+    where = "end of the container" if plan.cursor.token is None else "more to list"
+    return (
+        f"listed {listed} blobs ({where}): {len(plan.changed)} new or changed, "
+        f"{len(plan.deleted)} deleted, {plan.unsettled} still settling; {runs} runs requested"
+    )

@@ -640,3 +640,60 @@ def test_delete_item_removes_one_item_and_reports_whether_it_was_there(
     assert sorted(_ids(catalog.search(limit=None))) == sorted(
         i["id"] for i in (test_items[0], test_items[2])
     )
+
+
+@pytest.mark.integration
+def test_pgstac_writes_to_one_collection_take_turns(pgstac_dsn, test_collections, test_items):
+    """Loads into one collection wait for each other inside PostgreSQL (an advisory lock
+    per collection), so runs of a collection can do their GDAL work side by side."""
+    import threading
+
+    catalog = _pgstac(pgstac_dsn)
+    catalog.upsert_collection(test_collections[0])
+    with psycopg.connect(pgstac_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", [TEST_COLLECTION])
+        writer = threading.Thread(target=catalog.upsert_items, args=(test_items[:5],))
+        writer.start()
+        writer.join(timeout=1.5)
+        assert writer.is_alive(), "the write went ahead while another writer held the collection"
+        assert catalog.get_item(TEST_COLLECTION, test_items[0]["id"]) is None
+        holder.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [TEST_COLLECTION])
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert len(catalog.search(limit=None)) == 5
+
+
+def test_collection_aggregate_is_computed_from_the_items(catalog, naip_collection, naip_items):
+    """What collection_summary reports: count, extent, EPSG codes and bytes per tier,
+    the same on both catalogs and the same as a walk over the items."""
+    from geo_platform.lib.stac.collection import TierAggregate
+
+    items = []
+    for n, original in enumerate(naip_items[:30]):
+        item = copy.deepcopy(original)
+        item["properties"]["proj:epsg"] = 26916 + n % 2
+        item["assets"] = {
+            "analysis": {"href": f"a{n}.tif", "file:size": 1000 + n,
+                         "geo_platform:tier": "analysis", "geo_platform:storage_class": "hot"},
+            "archive": {"href": f"z{n}.tif", "file:size": 500,
+                        "geo_platform:tier": "archive", "geo_platform:storage_class": "cool"},
+            "thumbnail": {"href": f"t{n}.png"},
+        }  # fmt: skip
+        items.append(item)
+    catalog.upsert_collection(naip_collection)
+    catalog.upsert_items(items)
+    aggregate = catalog.collection_aggregate(naip_collection["id"])
+    points = [c for i in items for ring in i["geometry"]["coordinates"] for c in ring]
+    assert aggregate.items == 30
+    assert aggregate.bbox == pytest.approx(
+        (min(p[0] for p in points), min(p[1] for p in points),
+         max(p[0] for p in points), max(p[1] for p in points))
+    )  # fmt: skip
+    times = sorted(i["properties"]["datetime"] for i in items)
+    assert (aggregate.start, aggregate.end) == (times[0], times[-1])
+    assert aggregate.epsg == (26916, 26917)
+    assert aggregate.tiers == {
+        "analysis": TierAggregate(30, sum(1000 + n for n in range(30)), "hot"),
+        "archive": TierAggregate(30, 500 * 30, "cool"),
+    }
+    assert catalog.collection_aggregate("nothing-here").items == 0

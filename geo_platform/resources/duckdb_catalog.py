@@ -24,6 +24,7 @@ import orjson
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
+from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.geometry import BoxMatcher, item_geometries
 from geo_platform.lib.stac.items import item_name, item_time_span
 from geo_platform.lib.stac.loader import LoadMethod, LoadResult
@@ -215,6 +216,29 @@ class DuckDBCatalog(StacCatalog):
         with self._connection(write=False) as con:
             rows = con.execute("SELECT id FROM items WHERE collection = ?", [collection_id])
             return {row[0] for row in rows.fetchall()}
+
+    def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
+        with self._connection(write=False) as con:
+            count, xmin, ymin, xmax, ymax, start, end = con.execute(
+                "SELECT count(*), min(xmin), min(ymin), max(xmax), max(ymax), "
+                "min(start_datetime), max(end_datetime) FROM items WHERE collection = ?",
+                [collection_id],
+            ).fetchone() or (0, None, None, None, None, None, None)
+            epsg = con.execute(
+                "SELECT DISTINCT TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') "
+                "AS INTEGER) AS code FROM items WHERE collection = ? AND code IS NOT NULL "
+                "ORDER BY code",
+                [collection_id],
+            ).fetchall()
+            tiers = con.execute(_TIER_AGGREGATE, [collection_id]).fetchall()
+        return CollectionAggregate(
+            items=count,
+            bbox=(xmin, ymin, xmax, ymax) if count else None,
+            start=_rfc3339(start),
+            end=_rfc3339(end),
+            epsg=tuple(row[0] for row in epsg),
+            tiers={t: TierAggregate(n, int(size or 0), cls or "hot") for t, n, size, cls in tiers},
+        )
 
     def search(
         self,
@@ -421,6 +445,23 @@ _COLUMN_TYPES = {
     "geometry": "BLOB",
     "content": "VARCHAR",
 }
+# Assets of every item of a collection, by tier: the JSON is read in the database.
+_TIER_AGGREGATE = """
+    SELECT json_extract_string(asset.value, '$."geo_platform:tier"') AS tier, count(*),
+           sum(TRY_CAST(json_extract(asset.value, '$."file:size"') AS BIGINT)),
+           any_value(json_extract_string(asset.value, '$."geo_platform:storage_class"'))
+    FROM items, json_each(items.content, '$.assets') AS asset
+    WHERE items.collection = ? AND tier IS NOT NULL
+    GROUP BY tier
+"""
+
+
+def _rfc3339(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 # Statements assembled once from the column list above; no value is ever interpolated.
 _COLUMN_LIST = ", ".join(_COLUMN_TYPES)
 _SMALL_BATCH = "CREATE TEMP TABLE batch AS SELECT " + ", ".join(

@@ -8,6 +8,7 @@ to retry and safe across Dagster's step processes.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import re
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
+from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.items import item_name
 from geo_platform.lib.stac.loader import LoadMethod, LoadResult
 from geo_platform.lib.stac.search import Bbox, check_search, degenerate_bbox_geometry
@@ -159,6 +161,40 @@ class PgstacCatalog(StacCatalog):
             return {row[0] for row in rows}
 
         return self._run(f"listing the items of {collection_id!r}", work)
+
+    def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
+        def work(conn: psycopg.Connection) -> CollectionAggregate:
+            row = conn.execute(
+                "SELECT count(*), min(ST_XMin(geometry)), min(ST_YMin(geometry)), "
+                "max(ST_XMax(geometry)), max(ST_YMax(geometry)), min(datetime), "
+                "max(end_datetime) FROM items WHERE collection = %s",
+                [collection_id],
+            ).fetchone()
+            count, xmin, ymin, xmax, ymax, start, end = row or (0,) + (None,) * 6
+            epsg = conn.execute(
+                "SELECT DISTINCT (content->'properties'->>'proj:epsg')::int AS code FROM items "
+                "WHERE collection = %s AND content->'properties' ? 'proj:epsg' ORDER BY code",
+                [collection_id],
+            ).fetchall()
+            tiers = conn.execute(
+                "SELECT asset.value->>'geo_platform:tier' AS tier, count(*), "
+                "sum((asset.value->>'file:size')::bigint), "
+                "min(asset.value->>'geo_platform:storage_class') "
+                "FROM items, jsonb_each(items.content->'assets') AS asset "
+                "WHERE items.collection = %s AND asset.value ? 'geo_platform:tier' "
+                "GROUP BY tier",
+                [collection_id],
+            ).fetchall()
+            return CollectionAggregate(
+                items=count,
+                bbox=(xmin, ymin, xmax, ymax) if count else None,
+                start=_rfc3339(start),
+                end=_rfc3339(end),
+                epsg=tuple(code for (code,) in epsg),
+                tiers={t: TierAggregate(n, int(b or 0), c or "hot") for t, n, b, c in tiers},
+            )
+
+        return self._run(f"summarizing collection {collection_id!r}", work)
 
     def batch_writer(self, method: LoadMethod) -> _PgstacBatchWriter:
         return _PgstacBatchWriter(self, method)
@@ -334,6 +370,14 @@ def _check_collections(conn: psycopg.Connection, items: list[dict[str, Any]]) ->
             )
 
 
+def _lock_collections(conn: psycopg.Connection, items: list[dict[str, Any]]) -> None:
+    """One writer per collection at a time, until the transaction ends: concurrent loads
+    into one collection's partition contend on its statistics and may deadlock; runs of
+    the same collection otherwise proceed side by side (only their writes take turns)."""
+    for collection in sorted({item["collection"] for item in items}):
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [collection])
+
+
 def _existing_keys(conn: psycopg.Connection, items: list[dict[str, Any]]) -> set[tuple[str, str]]:
     """(collection, id) of the batch's items already stored."""
     collections = sorted({item["collection"] for item in items})
@@ -393,6 +437,7 @@ class _PgstacBatchWriter:
             # One transaction: the Loader's own per-partition transactions become
             # savepoints inside it, so a batch is applied whole or not at all.
             with conn.transaction():
+                _lock_collections(conn, rows)
                 _check_collections(conn, rows)
                 existing = _existing_keys(conn, rows)
                 if existing and method == "insert":
@@ -552,3 +597,9 @@ def _format_problem(item: dict[str, Any], error: Exception) -> str:
     except (PlpygisError, LookupError, TypeError, ValueError) as geometry_error:
         return f"has an invalid geometry ({type(geometry_error).__name__}: {geometry_error!r})"
     return f"refused by pypgstac: {type(error).__name__}: {error}"
+
+
+def _rfc3339(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"))

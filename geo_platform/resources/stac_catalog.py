@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from geo_platform.lib.stac.collection import CollectionAggregate
 from geo_platform.lib.stac.items import check_items
 from geo_platform.lib.stac.loader import (
     DEFAULT_BATCH_SIZE,
@@ -72,6 +73,11 @@ class StacCatalog(ABC):
     @abstractmethod
     def item_ids(self, collection_id: str) -> set[str]:
         """The ids of a collection's items (cheap: no item is read)."""
+
+    @abstractmethod
+    def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
+        """A collection's item count, extent, EPSG codes and bytes per tier, computed by
+        the database rather than by reading the items here."""
 
     @abstractmethod
     def search(

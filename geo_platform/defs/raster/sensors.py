@@ -35,8 +35,8 @@ PAGE_SIZE = 5000
 MAX_CHANGES_PER_TICK = 1000
 # A blob younger than this may be an upload whose ingest has not recorded it yet.
 SETTLE = dt.timedelta(seconds=60)
-# The production instance allows one run in progress per value of this tag.
-COLLECTION_TAG = "geo_platform/pgstac_collection"
+# Which collection a run's rasters belong to: for filtering runs in the UI.
+COLLECTION_TAG = "geo_platform/collection"
 
 
 @dg.sensor(

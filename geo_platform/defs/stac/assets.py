@@ -3,7 +3,7 @@
 import dagster as dg
 
 from geo_platform.defs.raster.assets import STAC_ITEM
-from geo_platform.lib.stac.collection import new_collection, summarize_collection
+from geo_platform.lib.stac.collection import new_collection, summary_from_aggregate
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import get_price_settings
 
@@ -26,15 +26,15 @@ _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
     pool=STAC_WRITER_POOL,
 )
 def collection_summary(stac_catalog: dg.ResourceParam[StacCatalog]) -> dg.MaterializeResult:
-    """Every collection's extent and summaries recomputed from its items, with counts,
-    bytes and storage cost per month for each tier."""
+    """Every collection's extent and summaries recomputed from its items (aggregated by the
+    catalog's database), with counts, bytes and storage cost per month for each tier."""
     prices = get_price_settings()
     reports = {}
     collection_ids = {c["id"] for c in stac_catalog.list_collections()}
     for cid in sorted(collection_ids):
-        items = stac_catalog.search(collections=[cid], limit=None)
         base = stac_catalog.get_collection(cid) or new_collection(cid)
-        collection, report = summarize_collection(base, items, prices)
+        aggregate = stac_catalog.collection_aggregate(cid)
+        collection, report = summary_from_aggregate(base, aggregate, prices)
         stac_catalog.upsert_collection(collection)
         reports[cid] = report
     cost_key = f"cost_per_month_{prices.currency.lower()}"

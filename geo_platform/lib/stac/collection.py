@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pystac
@@ -153,3 +154,56 @@ def _is_placeholder(collection: dict[str, Any]) -> bool:
     """A collection whose extent is still new_collection's whole world, no items yet."""
     interval = collection.get("extent", {}).get("temporal", {}).get("interval", [[None, None]])
     return interval[0] == [None, None]
+
+
+@dataclass(frozen=True)
+class TierAggregate:
+    items: int
+    bytes: int
+    storage_class: str
+
+
+@dataclass(frozen=True)
+class CollectionAggregate:
+    """What a catalog computes over a collection's items for its summary."""
+
+    items: int
+    bbox: tuple[float, float, float, float] | None = None
+    start: str | None = None
+    end: str | None = None
+    epsg: tuple[int, ...] = ()
+    tiers: dict[str, TierAggregate] = field(default_factory=dict)
+
+
+def summary_from_aggregate(
+    base: dict[str, Any], aggregate: CollectionAggregate, prices: PriceSettings
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The collection with extent and summaries from ``aggregate`` (recomputed whole:
+    items that left the collection no longer count), and a storage report with the
+    number of items, bytes and cost per month per tier."""
+    collection = dict(base)
+    if aggregate.items and aggregate.bbox:
+        collection["extent"] = {
+            "spatial": {"bbox": [list(aggregate.bbox)]},
+            "temporal": {"interval": [[aggregate.start, aggregate.end]]},
+        }
+    collection["summaries"] = {
+        **(base.get("summaries") or {}),
+        "geo_platform:tiers": sorted(aggregate.tiers),
+        **({"proj:epsg": list(aggregate.epsg)} if aggregate.epsg else {}),
+    }
+    if not aggregate.epsg:
+        collection["summaries"].pop("proj:epsg", None)
+    cost_key = f"cost_per_month_{prices.currency.lower()}"
+    report = {
+        "items": aggregate.items,
+        "tiers": {
+            name: {
+                "items": tier.items,
+                "bytes": tier.bytes,
+                cost_key: prices.monthly_cost(tier.bytes, tier.storage_class),
+            }
+            for name, tier in sorted(aggregate.tiers.items())
+        },
+    }
+    return collection, report

@@ -54,11 +54,14 @@ benchmark-deps:
 	@command -v gdal_translate >/dev/null 2>&1 || { \
 		apt-get update -qq && apt-get install -y -qq --no-install-recommends gdal-bin >/dev/null; }
 
-# Figures, not tests: each script prints ratios against its reference tool.
+# Figures, not tests: each script prints ratios against its reference and writes
+# benchmarks/results/<script>.json (see benchmarks/README.md).
 benchmark: install benchmark-deps services
 	$(BIN)/python benchmarks/cog_tiers.py
 	$(BIN)/python benchmarks/ingest_e2e.py
+	$(BIN)/python benchmarks/ingest_small_files.py
 	$(BIN)/python benchmarks/stac_load.py
+	$(BIN)/python benchmarks/stac_search.py
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)

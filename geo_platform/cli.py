@@ -3,12 +3,35 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from geo_platform.settings import get_platform_settings
+
+
+def run() -> NoReturn:
+    """The ``geo-platform`` command: ``main``, then an exit without the interpreter's
+    teardown of Dagster, GDAL and the rest (~1 s after an ingest). Every command has closed
+    its files, connections and runs when it returns; output is flushed and logging shut
+    down first. (Tests call ``main`` through click's runner, which exits normally.)"""
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def _human_bytes(size: float) -> str:

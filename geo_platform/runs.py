@@ -42,11 +42,20 @@ class RasterRunner:
     """The instance and the raster job, loaded once for every batch of a command."""
 
     def __init__(self, settings: PlatformSettings, *, verbose: bool = False, via: str = "cli"):
-        from geo_platform.definitions import defs as load_defs
+        from geo_platform.backends import dagster_resources
+        from geo_platform.defs.raster.assets import bronze_raster, raster_pipeline
+        from geo_platform.defs.raster.jobs import raster_ingest_job
 
         self.settings = settings
         self.instance = get_instance(settings)
-        self.job = load_defs().resolve_job_def("raster_ingest")
+        # The raster domain alone, not the whole code location: the other domains'
+        # imports (and definitions) would only slow every ingest down.
+        definitions = dg.Definitions(
+            assets=[bronze_raster, raster_pipeline],
+            jobs=[raster_ingest_job],
+            resources=dagster_resources(settings),
+        )
+        self.job = definitions.resolve_job_def("raster_ingest")
         self.collections = load_collections_config(settings.collections_path)
         self.via = via
         level = "INFO" if verbose else "CRITICAL"

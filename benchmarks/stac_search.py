@@ -15,9 +15,12 @@ from pathlib import Path
 import harness as h
 import numpy as np
 import orjson
+
+# Imported before the timed write, as in the Dagster step that writes items (which built
+# them with shapely and pystac already).
+import shapely  # noqa: F401
 import stac_load
 
-# Imported before the timed write, as in a Dagster step that writes an item.
 from geo_platform.backends import stac_catalog
 from geo_platform.resources import duckdb_catalog, pgstac_catalog  # noqa: F401
 from geo_platform.settings import get_platform_settings

@@ -88,9 +88,29 @@ class DuckDBCatalog(StacCatalog):
             yield
 
     def _open(self, *, write: bool) -> duckdb.DuckDBPyConnection:
-        if self.path not in _SCHEMA_READY:
-            self._migrate()
-        return self._connect(write=write)
+        """A connection to a catalog whose schema is up to date. The schema is checked
+        once per process, on the connection the caller asked for."""
+        if self.path in _SCHEMA_READY:
+            return self._connect(write=write)
+        if not write and not Path(self.path).exists():
+            self._migrate(self._connect(write=True), close=True)
+            return self._connect(write=False)
+        con = self._connect(write=write)
+        try:
+            known = {number for number, _, _ in migrations("duckdb")}
+            if known <= _applied_migrations(con, create=False):
+                _SCHEMA_READY.add(self.path)
+                return con
+            if write:
+                self._migrate(con, close=False)
+                return con
+        except BaseException:
+            self._close(con, write=write)
+            raise
+        # Read-only: the migration needs the writer's lock, then read as asked.
+        self._close(con, write=False)
+        self._migrate(self._connect(write=True), close=True)
+        return self._connect(write=False)
 
     def _close(self, con: duckdb.DuckDBPyConnection, *, write: bool) -> None:
         """Close (a write connection checkpoints its changes into the file)."""
@@ -102,6 +122,8 @@ class DuckDBCatalog(StacCatalog):
                     _WRITERS[self.path] -= 1
 
     def _connect(self, *, write: bool) -> duckdb.DuckDBPyConnection:
+        if write:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_timeout_seconds
         delay = 0.01
         while True:
@@ -127,23 +149,10 @@ class DuckDBCatalog(StacCatalog):
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    def _migrate(self) -> None:
-        """Apply the numbered SQL files this file has not seen, in one transaction."""
-        known = {number for number, _, _ in migrations("duckdb")}
-        if Path(self.path).exists():
-            # Read-only first: a search should not wait for the writer's lock.
-            con = self._connect(write=False)
-            try:
-                up_to_date = known <= _applied_migrations(con, create=False)
-            finally:
-                con.close()
-            if up_to_date:
-                _SCHEMA_READY.add(self.path)
-                return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect(write=True)
+    def _migrate(self, con: duckdb.DuckDBPyConnection, *, close: bool) -> None:
+        """Apply the numbered SQL files the file has not seen, in one transaction (a crash
+        leaves the file as it was, record included), on a read-write ``con``."""
         try:
-            # One transaction: a crash leaves the file as it was, record included.
             with _transaction(con):
                 applied = _applied_migrations(con, create=True)
                 for number, _name, text in migrations("duckdb"):
@@ -154,7 +163,8 @@ class DuckDBCatalog(StacCatalog):
                     con.execute(text)
                     con.execute("INSERT INTO schema_migrations VALUES (?, now())", [number])
         finally:
-            self._close(con, write=True)
+            if close:
+                self._close(con, write=True)
         _SCHEMA_READY.add(self.path)
 
     def upsert_collection(self, collection: dict[str, Any]) -> None:

@@ -24,10 +24,10 @@ _TEMPLATES = {
 MANAGED_MARKER = "# Managed by geo_platform (delete this line to keep your own edits)."
 
 
-def instance_template(profile: Profile) -> str:
-    """The dagster.yaml of a profile, as geo_platform writes it into DAGSTER_HOME."""
+def instance_template(profile: Profile, dagster_home: Path) -> str:
+    """The dagster.yaml of a profile, as geo_platform writes it into ``dagster_home``."""
     template = files("geo_platform.dagster_instance").joinpath(_TEMPLATES[profile]).read_text()
-    return f"{MANAGED_MARKER}\n{template}"
+    return f"{MANAGED_MARKER}\n{template.replace('{dagster_home}', str(dagster_home))}"
 
 
 def ensure_dagster_home(settings: PlatformSettings) -> Path:
@@ -35,7 +35,7 @@ def ensure_dagster_home(settings: PlatformSettings) -> Path:
     dagster.yaml; for production, export the connection values that file reads."""
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    _write_config(home / "dagster.yaml", instance_template(settings.profile))
+    _write_config(home / "dagster.yaml", instance_template(settings.profile, home))
     os.environ["DAGSTER_HOME"] = str(home)
     if settings.profile is Profile.PRODUCTION:
         pg = get_postgres_settings()

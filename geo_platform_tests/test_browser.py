@@ -124,7 +124,7 @@ def platform_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, P
     bronze.parent.mkdir(parents=True)
     shutil.copyfile(RASTER, bronze)
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(instance_template(Profile.EMBEDDED))
+    (dagster_home / "dagster.yaml").write_text(instance_template(Profile.EMBEDDED, dagster_home))
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     monkeypatch.setenv("GEO_PLATFORM_DATA_DIR", str(data_dir))
     return {"data_dir": data_dir, "dagster_home": dagster_home, "tmp": tmp_path}

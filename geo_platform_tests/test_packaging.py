@@ -26,7 +26,7 @@ assert Path(geo_platform.__file__).is_relative_to(Path(sys.argv[1])), geo_platfo
 catalog = DuckDBCatalog(path=sys.argv[2])
 catalog.upsert_collection({"id": "c", "type": "Collection"})
 print(catalog.get_collection("c")["id"])
-print("storage:" in instance_template(Profile.PRODUCTION))
+print("storage:" in instance_template(Profile.PRODUCTION, Path(sys.argv[1])))
 """
 
 

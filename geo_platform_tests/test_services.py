@@ -117,7 +117,7 @@ def production_instance(tmp_path, monkeypatch, pg_settings):
         monkeypatch.setenv(name, value)
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(instance_template(Profile.PRODUCTION))
+    (home / "dagster.yaml").write_text(instance_template(Profile.PRODUCTION, home))
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     _connect(pg_settings, pg_settings.dagster_database).close()  # fail clearly if down
     instance = dg.DagsterInstance.get()

@@ -75,7 +75,7 @@ def test_thumbnail_is_a_small_png(real_rasters):
 
 def test_tier_paths_and_output_tier_choices():
     assert tier_blob_key(Tier.ANALYSIS, "landsat/2024/a.tif") == "landsat/2024/a.analysis.tif"
-    assert tier_blob_key(Tier.ARCHIVE, "x/scene") == "x/scene.archive.tif"
+    assert tier_blob_key(Tier.ARCHIVE, "x/scene.png") == "x/scene.png.archive.tif"
     assert parse_output_tier("both") == (Tier.VISUALIZATION, Tier.ANALYSIS)
     with pytest.raises(ValueError, match="not one of"):
         parse_output_tier("best")

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from geo_platform.lib.raster.cog import write_cog_tiers
-from geo_platform.lib.raster.tiers import Tier, TierRef
+from geo_platform.lib.raster.tiers import Tier, TierRef, tier_blob_key
 from geo_platform.lib.stac.collection import new_collection, summarize_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
@@ -32,8 +32,35 @@ def _item(real_rasters, tmp_path, name):
 
 def test_ids_are_pure_functions_of_the_blob_key():
     assert collection_id("landsat/2024/scene_001.tif") == "landsat"
-    assert item_id("landsat/2024/scene_001.tif") == "2024__scene_001"
+    assert item_id("landsat/2024/scene_001.tif") == "2024~scene_001"
     assert collection_id("loose.tif") == "default" and item_id("loose.tif") == "loose"
+
+
+TRICKY_KEYS = [
+    "c/a.tif", "c/a.tiff", "c/a.TIF", "c/a.TIFF", "c/a.png", "c/a.jp2", "c/a.tiff.tif",
+    "c/a.png.tif", "x/b__c.tif", "x/b/c.tif", "x/b~c.tif", "x/b!c.tif", "x/b/~c.tif",
+    "x/b~/c.tif", "x/b!7Ec.tif", "x/b!217Ec.tif", "x/.tif", "x/a.tif.tif",
+]  # fmt: skip
+
+
+def test_no_two_blob_keys_share_an_item_id_or_a_tier_blob():
+    import random
+
+    rng = random.Random(7)
+    alphabet = ["a", "b", "_", "__", "/", "~", "!", "!7E", "!21", ".tif", ".tiff", ".TIF"]
+    keys = set(TRICKY_KEYS)
+    while len(keys) < 5000:
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
+        key = f"c/{name}{rng.choice(['.tif', '.tiff', '.TIF', '.png'])}"
+        if "//" not in key and not key.startswith("c//"):
+            keys.add(key)
+    ids = {(collection_id(key), item_id(key)) for key in keys}
+    assert len(ids) == len(keys)
+    for tier in Tier:
+        assert len({tier_blob_key(tier, key) for key in keys}) == len(keys)
+    # Tiers sharing a container never take each other's names either.
+    silver = [tier_blob_key(t, k) for k in keys for t in (Tier.VISUALIZATION, Tier.ANALYSIS)]
+    assert len(set(silver)) == len(silver)
 
 
 @pytest.mark.parametrize("name", sorted(REAL_RASTER_TIERS))

@@ -26,6 +26,20 @@ def is_raster_key(key: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(RASTER_SUFFIXES)
 
 
+def output_stem(key: str) -> str:
+    """What a raster's outputs are named after: the key without a final ``.tif``, unless
+    what is left would itself read as a raster name (``a.tiff.tif`` keeps it whole).
+
+    One-to-one over raster keys: ``a.tif`` -> ``a``, while ``a.tiff``, ``a.TIF`` and
+    ``a.png`` keep their suffix and so stay apart from it and from each other.
+    """
+    stem = key.removesuffix(".tif")
+    name = stem.rsplit("/", 1)[-1]
+    if stem != key and name and not name.lower().endswith(RASTER_SUFFIXES):
+        return stem
+    return key
+
+
 def contiguous_batches(
     ordered: Iterable[str], wanted: Collection[str], size: int
 ) -> list[list[str]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from geo_platform.lib.partition_keys import output_stem
+
 
 class Tier(StrEnum):
     VISUALIZATION = "visualization"
@@ -46,14 +48,14 @@ def parse_output_tier(value: str) -> tuple[Tier, ...]:
 
 
 def tier_blob_key(tier: Tier, blob_key: str) -> str:
-    """Where a tier of a source lives in its container: a pure function of the blob key.
+    """Where a tier of a source lives in its container: a pure, one-to-one function of the
+    blob key.
 
-    ``landsat/2024/scene.tif`` -> ``landsat/2024/scene.analysis.tif``; the tier is in
-    the name so that visualization and analysis can share the ``silver`` container.
+    ``landsat/2024/scene.tif`` -> ``landsat/2024/scene.analysis.tif``; ``scene.png`` ->
+    ``scene.png.analysis.tif`` (see ``output_stem``: two keys never share a tier). The
+    tier is in the name so that visualization and analysis can share ``silver``.
     """
-    stem, dot, _ext = blob_key.rpartition(".")
-    base = stem if dot and "/" not in _ext else blob_key
-    return f"{base}.{tier.value}.tif"
+    return f"{output_stem(blob_key)}.{tier.value}.tif"
 
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"

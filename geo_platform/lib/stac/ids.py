@@ -1,9 +1,18 @@
-"""Item ids and collection ids: pure functions of the blob key."""
+"""Item ids and collection ids: pure functions of the blob key, one-to-one.
+
+``landsat/2024/scene_001.tif`` -> collection ``landsat``, item ``2024~scene_001``: the key
+after its collection, without a final ``.tif`` (see ``output_stem``), each ``/`` written
+``~``. Two distinct keys never share an id: the few characters that would make the
+spelling ambiguous are escaped (``~`` as ``!7E``, ``!`` as ``!21``).
+"""
 
 from __future__ import annotations
 
+from geo_platform.lib.partition_keys import output_stem
+
 DEFAULT_COLLECTION = "default"
-_DROPPED_SUFFIXES = (".tif", ".tiff", ".TIF", ".TIFF")
+# A prefix-free code: "~" is only ever a folder separator, "!" only ever starts an escape.
+_SPELLING = {"/": "~", "~": "!7E", "!": "!21"}
 
 
 def collection_id(blob_key: str) -> str:
@@ -13,14 +22,7 @@ def collection_id(blob_key: str) -> str:
 
 
 def item_id(blob_key: str) -> str:
-    """The rest of the key with folders joined by ``__`` and a GeoTIFF suffix dropped.
-
-    ``landsat/2024/scene_001.tif`` -> ``2024__scene_001`` in collection ``landsat``.
-    """
+    """The key after its collection, without a final ``.tif``, folders joined by ``~``."""
     _, sep, rest = blob_key.partition("/")
-    rest = rest if sep else blob_key
-    for suffix in _DROPPED_SUFFIXES:
-        if rest.endswith(suffix):
-            rest = rest[: -len(suffix)]
-            break
-    return rest.replace("/", "__")
+    stem = output_stem(rest if sep else blob_key)
+    return "".join(_SPELLING.get(char, char) for char in stem)

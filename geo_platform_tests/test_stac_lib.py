@@ -4,7 +4,13 @@ import pytest
 
 from geo_platform.lib.raster.cog import write_cog_tiers
 from geo_platform.lib.raster.tiers import Tier, TierRef, tier_blob_key
-from geo_platform.lib.stac.collection import new_collection, summarize_collection
+from geo_platform.lib.stac.collection import (
+    CollectionAggregate,
+    TierAggregate,
+    extend_collection,
+    new_collection,
+    summary_from_aggregate,
+)
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
@@ -73,7 +79,9 @@ def test_items_of_real_rasters_validate(real_rasters, tmp_path, name):
         assert asset["file:size"] == cog.size_bytes
         assert asset["file:checksum"] == "1220" + cog.sha256
     west, south, east, north = item["bbox"]
-    assert -180 <= west < east <= 180 and -90 <= south < north <= 90
+    assert -180 <= west <= 180 and -180 <= east <= 180 and -90 <= south < north <= 90
+    # Only the geostationary disk (seen from 140.7 E) reaches across 180 degrees.
+    assert (west > east) == (name == "image_geos.tif")
 
 
 def test_datetime_comes_from_the_file_else_the_fallback(real_rasters, tmp_path):
@@ -92,18 +100,46 @@ def test_validation_reports_what_is_wrong(real_rasters, tmp_path):
     assert any("file:size" in p for p in problems)
 
 
-def test_collection_summary_has_extent_and_cost_per_tier(real_rasters, tmp_path):
-    rgb, _ = _item(real_rasters, tmp_path / "r", "image_rgb.tif")
-    dem, _ = _item(real_rasters, tmp_path / "d", "image_nodata.tif")
-    prices = PriceSettings(hot_per_gb_month=1.0, cool_per_gb_month=0.5)
-    collection, report = summarize_collection(new_collection("real"), [rgb, dem], prices)
-    bbox = collection["extent"]["spatial"]["bbox"][0]
-    assert bbox[0] == min(rgb["bbox"][0], dem["bbox"][0])
-    assert bbox[2] == max(rgb["bbox"][2], dem["bbox"][2])
-    assert report["items"] == 2
-    assert report["tiers"]["analysis"]["items"] == 2
-    archive_bytes = rgb["assets"]["archive"]["file:size"] + dem["assets"]["archive"]["file:size"]
-    assert report["tiers"]["archive"]["bytes"] == archive_bytes
-    assert report["tiers"]["archive"]["cost_per_month_usd"] == pytest.approx(
-        archive_bytes / 1e9 * 0.5
+def test_collection_summary_has_extent_and_cost_per_tier():
+    aggregate = CollectionAggregate(
+        items=2,
+        bbox=(170.0, -10.0, -170.0, 5.0),
+        start="2024-01-01T00:00:00Z",
+        end="2024-02-01T00:00:00Z",
+        epsg=(32660,),
+        tiers={
+            "analysis": TierAggregate(2, 3_000_000, "hot"),
+            "archive": TierAggregate(2, 4_000_000_000, "cool"),
+        },
     )
+    prices = PriceSettings(hot_per_gb_month=1.0, cool_per_gb_month=0.5)
+    collection, report = summary_from_aggregate(new_collection("real"), aggregate, prices)
+    assert collection["extent"]["spatial"]["bbox"] == [[170.0, -10.0, -170.0, 5.0]]
+    assert collection["extent"]["temporal"]["interval"] == [
+        ["2024-01-01T00:00:00Z", "2024-02-01T00:00:00Z"]
+    ]
+    assert collection["summaries"] == {
+        "geo_platform:tiers": ["analysis", "archive"],
+        "proj:epsg": [32660],
+    }
+    assert report["items"] == 2
+    assert report["tiers"]["archive"] == {
+        "items": 2,
+        "bytes": 4_000_000_000,
+        "cost_per_month_usd": 2.0,
+    }
+    assert report["tiers"]["analysis"]["cost_per_month_usd"] == pytest.approx(0.003)
+
+
+def test_a_collection_extent_grows_across_the_antimeridian_only_when_shorter():
+    def item(bbox):
+        return {"bbox": bbox, "properties": {"datetime": "2024-01-01T00:00:00Z"}, "assets": {}}
+
+    grown = extend_collection(
+        new_collection("c"), [item([170, 0, 175, 1]), item([-178, 2, -175, 3])]
+    )
+    assert grown["extent"]["spatial"]["bbox"] == [[170.0, 0.0, -175.0, 3.0]]
+    across = extend_collection(grown, [item([179, -1, -179, 0])])
+    assert across["extent"]["spatial"]["bbox"] == [[170.0, -1.0, -175.0, 3.0]]
+    wide = extend_collection(new_collection("c"), [item([-10, 0, 10, 1]), item([100, 0, 110, 1])])
+    assert wide["extent"]["spatial"]["bbox"] == [[-10.0, 0.0, 110.0, 1.0]]

@@ -24,6 +24,7 @@ import orjson
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
+from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.geometry import BoxMatcher, item_geometries
 from geo_platform.lib.stac.items import item_name, item_time_span
@@ -229,11 +230,17 @@ class DuckDBCatalog(StacCatalog):
 
     def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
         with self._connection(write=False) as con:
-            count, xmin, ymin, xmax, ymax, start, end = con.execute(
-                "SELECT count(*), min(xmin), min(ymin), max(xmax), max(ymax), "
-                "min(start_datetime), max(end_datetime) FROM items WHERE collection = ?",
+            count, start, end = con.execute(
+                "SELECT count(*), min(start_datetime), max(end_datetime) FROM items "
+                "WHERE collection = ?",
                 [collection_id],
-            ).fetchone() or (0, None, None, None, None, None, None)
+            ).fetchone() or (0, None, None)
+            # Item bboxes, not envelopes: a footprint split at 180 degrees has an envelope
+            # around the world, and its bbox the right side of it (west > east).
+            bboxes = con.execute(
+                "SELECT json_extract(content, '$.bbox')::DOUBLE[] FROM items WHERE collection = ?",
+                [collection_id],
+            ).fetchall()
             epsg = con.execute(
                 "SELECT DISTINCT TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') "
                 "AS INTEGER) AS code FROM items WHERE collection = ? AND code IS NOT NULL "
@@ -241,9 +248,10 @@ class DuckDBCatalog(StacCatalog):
                 [collection_id],
             ).fetchall()
             tiers = con.execute(_TIER_AGGREGATE, [collection_id]).fetchall()
+        union = union_bbox(row[0] for row in bboxes if row[0])
         return CollectionAggregate(
             items=count,
-            bbox=(xmin, ymin, xmax, ymax) if count else None,
+            bbox=tuple(union) if union else None,  # type: ignore[arg-type]
             start=_rfc3339(start),
             end=_rfc3339(end),
             epsg=tuple(row[0] for row in epsg),
@@ -273,8 +281,14 @@ class DuckDBCatalog(StacCatalog):
             params.append(list(ids))
         if box:
             west, south, east, north = box
-            where.append("xmax >= ? AND xmin <= ? AND ymax >= ? AND ymin <= ?")
-            params += [west, east, south, north]
+            where.append("ymax >= ? AND ymin <= ?")
+            params += [south, north]
+            if west <= east:
+                where.append("xmax >= ? AND xmin <= ?")
+                params += [west, east]
+            else:  # across the antimeridian: east of west, or west of east
+                where.append("(xmax >= ? OR xmin <= ?)")
+                params += [west, east]
         if interval:
             # pgSTAC: datetime <= end (< when the end is exclusive) AND end_datetime >= start.
             if interval.start:

@@ -45,10 +45,11 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
+from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.items import item_name
 from geo_platform.lib.stac.loader import LoadMethod, LoadResult
-from geo_platform.lib.stac.search import Bbox, check_search, degenerate_bbox_geometry
+from geo_platform.lib.stac.search import Bbox, bbox_search_geometry, check_search
 from geo_platform.resources.stac_catalog import StacCatalog
 
 T = TypeVar("T")
@@ -165,12 +166,16 @@ class PgstacCatalog(StacCatalog):
     def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
         def work(conn: psycopg.Connection) -> CollectionAggregate:
             row = conn.execute(
-                "SELECT count(*), min(ST_XMin(geometry)), min(ST_YMin(geometry)), "
-                "max(ST_XMax(geometry)), max(ST_YMax(geometry)), min(datetime), "
-                "max(end_datetime) FROM items WHERE collection = %s",
+                "SELECT count(*), min(datetime), max(end_datetime) FROM items "
+                "WHERE collection = %s",
                 [collection_id],
             ).fetchone()
-            count, xmin, ymin, xmax, ymax, start, end = row or (0,) + (None,) * 6
+            count, start, end = row or (0, None, None)
+            # Item bboxes, not geometry extents: a footprint split at 180 degrees spans
+            # the world, and its bbox the right side of it (west > east).
+            bboxes = conn.execute(
+                "SELECT content->'bbox' FROM items WHERE collection = %s", [collection_id]
+            ).fetchall()
             epsg = conn.execute(
                 "SELECT DISTINCT (content->'properties'->>'proj:epsg')::int AS code FROM items "
                 "WHERE collection = %s AND content->'properties' ? 'proj:epsg' ORDER BY code",
@@ -185,9 +190,10 @@ class PgstacCatalog(StacCatalog):
                 "GROUP BY tier",
                 [collection_id],
             ).fetchall()
+            union = union_bbox(bbox for (bbox,) in bboxes if bbox)
             return CollectionAggregate(
                 items=count,
-                bbox=(xmin, ymin, xmax, ymax) if count else None,
+                bbox=tuple(union) if union else None,  # type: ignore[arg-type]
                 start=_rfc3339(start),
                 end=_rfc3339(end),
                 epsg=tuple(code for (code,) in epsg),
@@ -233,9 +239,9 @@ class PgstacCatalog(StacCatalog):
         if ids:
             body["ids"] = list(ids)
         if box:
-            degenerate = degenerate_bbox_geometry(box)
-            if degenerate:
-                body["intersects"] = degenerate
+            geometry = bbox_search_geometry(box)
+            if geometry:
+                body["intersects"] = geometry
             else:
                 body["bbox"] = list(box)
         if datetime:

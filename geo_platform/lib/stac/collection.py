@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pystac
 
+from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.settings import PriceSettings
 
 
@@ -29,76 +29,13 @@ def new_collection(collection_id: str) -> dict[str, Any]:
     }
 
 
-def summarize_collection(
-    base: dict[str, Any], items: Iterable[dict[str, Any]], prices: PriceSettings
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The collection with extent and summaries from its items, and a storage report.
-
-    The report has, per tier, the number of items, bytes and cost per month.
-    """
-    bboxes: list[list[float]] = []
-    times: list[str] = []
-    epsg: Counter[int | None] = Counter()
-    tiers: dict[str, dict[str, float]] = defaultdict(lambda: {"items": 0, "bytes": 0, "cost": 0.0})
-    count = 0
-    for item in items:
-        count += 1
-        bbox = item["bbox"]
-        bboxes.append(bbox if len(bbox) == 4 else [bbox[0], bbox[1], bbox[3], bbox[4]])
-        props = item["properties"]
-        for name in ("datetime", "start_datetime", "end_datetime"):
-            if props.get(name):
-                times.append(props[name])
-        if props.get("proj:epsg"):
-            epsg[props["proj:epsg"]] += 1
-        for asset in item.get("assets", {}).values():
-            tier = asset.get("geo_platform:tier")
-            if tier:
-                size = int(asset.get("file:size", 0))
-                tiers[tier]["items"] += 1
-                tiers[tier]["bytes"] += size
-                tiers[tier]["cost"] += prices.monthly_cost(
-                    size, asset.get("geo_platform:storage_class", "hot")
-                )
-    collection = dict(base)
-    if count:
-        union = [
-            min(b[0] for b in bboxes),
-            min(b[1] for b in bboxes),
-            max(b[2] for b in bboxes),
-            max(b[3] for b in bboxes),
-        ]
-        times.sort()
-        collection["extent"] = {
-            "spatial": {"bbox": [union]},
-            "temporal": {"interval": [[times[0], times[-1]]]},
-        }
-    collection["summaries"] = {
-        **(base.get("summaries") or {}),
-        "geo_platform:tiers": sorted(tiers),
-        **({"proj:epsg": sorted(epsg)} if epsg else {}),
-    }
-    report = {
-        "items": count,
-        "tiers": {
-            name: {
-                "items": int(v["items"]),
-                "bytes": int(v["bytes"]),
-                f"cost_per_month_{prices.currency.lower()}": v["cost"],
-            }
-            for name, v in sorted(tiers.items())
-        },
-    }
-    return collection, report
-
-
 def extend_collection(
     collection: dict[str, Any], items: Iterable[dict[str, Any]]
 ) -> dict[str, Any]:
     """The collection with its extent and summaries grown to cover ``items``.
 
     Applied as items are written, so that a collection is current without re-reading
-    its items; ``summarize_collection`` recomputes it whole (items that left included).
+    its items; ``summary_from_aggregate`` recomputes it whole (items that left included).
     """
     items = list(items)
     if not items:
@@ -113,18 +50,12 @@ def extend_collection(
         if (value := item["properties"].get(name))
     )
     if _is_placeholder(collection):
-        union = bboxes[0]
         start = end = times[0] if times else None
     else:
-        union = collection["extent"]["spatial"]["bbox"][0]
+        bboxes.append(collection["extent"]["spatial"]["bbox"][0])
         start, end = collection["extent"]["temporal"]["interval"][0]
-    for bbox in bboxes:
-        union = [
-            min(union[0], bbox[0]),
-            min(union[1], bbox[1]),
-            max(union[2], bbox[2]),
-            max(union[3], bbox[3]),
-        ]
+    # On the globe: a union that is shorter across 180 degrees crosses it (west > east).
+    union = union_bbox(bboxes)
     if times:
         start = min(filter(None, (start, times[0])))
         end = max(filter(None, (end, times[-1])))

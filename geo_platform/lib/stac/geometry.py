@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from geo_platform.errors import InvalidInputError
+from geo_platform.lib.stac.bbox import Bbox, split_bbox
 from geo_platform.lib.stac.items import item_name
-from geo_platform.lib.stac.search import Bbox, degenerate_bbox_geometry
+from geo_platform.lib.stac.search import bbox_search_geometry
 
 if TYPE_CHECKING:
     import shapely
@@ -61,26 +62,28 @@ def _one_geometry(item: dict[str, Any], text: bytes) -> shapely.Geometry:
 class BoxMatcher:
     """Whether a stored geometry intersects a search bbox, as PostGIS's ST_Intersects.
 
-    A geometry whose envelope lies inside the box intersects it without a test; only
-    the others are read from WKB and tested. A bbox with no area is a point or a line
-    (see :func:`degenerate_bbox_geometry`), exactly as the pgSTAC side searches it.
+    A geometry whose envelope lies inside the box (either box, across the antimeridian)
+    intersects it without a test; only the others are read from WKB and tested against
+    what :func:`bbox_search_geometry` makes of the bbox, exactly as the pgSTAC side
+    searches.
     """
 
     def __init__(self, bbox: Bbox) -> None:
         self.bbox = bbox
+        self.boxes = split_bbox(bbox)
         self._shape: shapely.Geometry | None = None
 
     def matches(self, wkb: bytes, bounds: tuple[float, float, float, float]) -> bool:
-        west, south, east, north = self.bbox
         xmin, ymin, xmax, ymax = bounds
-        if west <= xmin and xmax <= east and south <= ymin and ymax <= north:
-            return True
+        for west, south, east, north in self.boxes:
+            if west <= xmin and xmax <= east and south <= ymin and ymax <= north:
+                return True
         import shapely
 
         if self._shape is None:
-            degenerate = degenerate_bbox_geometry(self.bbox)
-            if degenerate:
-                self._shape = shapely.from_geojson(orjson.dumps(degenerate))
+            special = bbox_search_geometry(self.bbox)
+            if special:
+                self._shape = shapely.from_geojson(orjson.dumps(special))
             else:
                 self._shape = shapely.box(*self.bbox)
             shapely.prepare(self._shape)

@@ -1,8 +1,9 @@
 """Build the STAC item of one raster from its source and its stored tiers.
 
-Composed from rio-stac's parts (footprint, projection and raster info) rather than
-``create_stac_item``, because some real rasters (a full-disk geostationary image)
-have corners in space: their footprint comes from the valid-data mask instead.
+Composed from rio-stac's parts (projection and raster info) rather than
+``create_stac_item``: the geometry is the valid-data footprint (``footprint``), split at
+the antimeridian, where rio-stac's is the bounds (and fails where corners are in space,
+as for a full-disk geostationary image).
 """
 
 from __future__ import annotations
@@ -11,26 +12,19 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 
-import numpy as np
 import pystac
 import rasterio
-from affine import Affine
-from rasterio._err import CPLE_BaseError
-from rasterio.errors import RasterioError
-from rasterio.features import shapes
-from rasterio.warp import transform as transform_points
 from rio_stac.stac import (
     PROJECTION_EXT_VERSION,
     RASTER_EXT_VERSION,
-    get_dataset_geom,
     get_projection_info,
     get_raster_info,
 )
-from shapely.geometry import Polygon, mapping, shape
-from shapely.ops import unary_union
 
+from geo_platform.errors import InvalidInputError
 from geo_platform.lib.hashing import multihash_sha256
 from geo_platform.lib.raster.tiers import COG_MEDIA_TYPE, TIER_SPECS, Tier, TierRef
+from geo_platform.lib.stac.footprint import FootprintError, raster_footprint
 from geo_platform.lib.stac.ids import collection_id, item_id
 
 EXTENSIONS = [
@@ -38,7 +32,6 @@ EXTENSIONS = [
     f"https://stac-extensions.github.io/raster/{RASTER_EXT_VERSION}/schema.json",
     "https://stac-extensions.github.io/file/v2.1.0/schema.json",
 ]
-_MASK_FOOTPRINT_SIZE = 512
 
 
 def build_item(
@@ -59,7 +52,10 @@ def build_item(
     tiers = sorted(tiers, key=lambda ref: list(Tier).index(ref.tier))
     collection = collection_id(blob_key)
     with rasterio.open(gdal_path) as src:
-        footprint = dataset_footprint(src)
+        try:
+            footprint = raster_footprint(src)
+        except FootprintError as e:
+            raise InvalidInputError(blob_key, str(e)) from None
         raster_bands = get_raster_info(src)
         properties = {f"proj:{k}": v for k, v in get_projection_info(src).items()}
         properties.update(
@@ -71,7 +67,7 @@ def build_item(
         )
         item = pystac.Item(
             id=item_id(blob_key),
-            geometry=footprint["footprint"],
+            geometry=footprint["geometry"],
             bbox=footprint["bbox"],
             datetime=_own_datetime(src) or fallback_datetime,
             properties=properties,
@@ -83,38 +79,6 @@ def build_item(
         item.add_asset(ref.tier.value, _asset(ref, raster_bands))
     # A JSON round trip turns rio-stac's tuples into lists, as any catalog will store them.
     return json.loads(json.dumps(item.to_dict(include_self_link=False, transform_hrefs=False)))
-
-
-def dataset_footprint(src: rasterio.DatasetReader) -> dict:
-    """rio-stac's bounds footprint, or the valid-data outline where the corners don't project."""
-    try:
-        return get_dataset_geom(src, densify_pts=21, precision=7)
-    except (RasterioError, CPLE_BaseError, SystemError):
-        # rasterio raises SystemError when GDAL fails without setting an error.
-        return _mask_footprint(src)
-
-
-def _mask_footprint(src: rasterio.DatasetReader) -> dict:
-    scale = max(1.0, max(src.width, src.height) / _MASK_FOOTPRINT_SIZE)
-    out_shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
-    mask = (src.dataset_mask(out_shape=out_shape) > 0).astype("uint8")
-    transform = src.transform * Affine.scale(src.width / out_shape[1], src.height / out_shape[0])
-    polygons = [shape(g) for g, _ in shapes(mask, mask=mask.astype(bool), transform=transform)]
-    if not polygons:
-        raise RasterioError("raster has no valid pixels to outline")
-    outline = unary_union(polygons).convex_hull.segmentize(abs(transform.a) * 4)
-    # Project the outline point by point: points off the globe come back as inf
-    # and are dropped, where GDAL's geometry transform would fail whole.
-    xs, ys = outline.exterior.coords.xy
-    lons, lats = transform_points(src.crs, "EPSG:4326", list(xs), list(ys))
-    kept = [(x, y) for x, y in zip(lons, lats, strict=True) if np.isfinite(x) and np.isfinite(y)]
-    if len(kept) < 3:
-        raise RasterioError("raster outline does not project to longitude/latitude")
-    geom = mapping(Polygon(kept).convex_hull)
-    geom["coordinates"] = [[[round(x, 7), round(y, 7)] for x, y in geom["coordinates"][0]]]
-    coords = np.asarray(shape(geom).exterior.coords)
-    bbox = [*coords.min(axis=0).tolist(), *coords.max(axis=0).tolist()]
-    return {"bbox": bbox, "footprint": geom}
 
 
 def _own_datetime(src: rasterio.DatasetReader) -> dt.datetime | None:

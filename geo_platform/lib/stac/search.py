@@ -17,8 +17,7 @@ from typing import Any
 import orjson
 
 from geo_platform.errors import InvalidInputError
-
-Bbox = tuple[float, float, float, float]
+from geo_platform.lib.stac.bbox import Bbox
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -215,32 +214,48 @@ def _to_text(value: Any) -> str | None:
 
 
 def check_bbox(bbox: Sequence[float]) -> Bbox:
-    """A 2D bbox (W, S, E, N) of finite numbers, or InvalidInputError."""
+    """A 2D bbox (W, S, E, N) of finite numbers, or InvalidInputError. A west greater than
+    the east is a box across the antimeridian (RFC 7946 §5.2): longitudes then must be
+    within [-180, 180]."""
     try:
         values = tuple(float(v) for v in bbox)
     except (TypeError, ValueError):
         raise InvalidInputError("bbox", f"{bbox!r} is not four numbers") from None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
         raise InvalidInputError("bbox", f"{bbox!r} is not four finite numbers W, S, E, N")
-    if values[0] > values[2] or values[1] > values[3]:
-        raise InvalidInputError("bbox", f"{bbox!r} must have W <= E and S <= N")
     west, south, east, north = values
+    if south > north:
+        raise InvalidInputError("bbox", f"{bbox!r} must have S <= N")
+    if west > east and not (-180 <= east and west <= 180):
+        raise InvalidInputError(
+            "bbox", f"{bbox!r} crosses the antimeridian (W > E): longitudes must be in [-180, 180]"
+        )
     return west, south, east, north
 
 
-def degenerate_bbox_geometry(bbox: Bbox) -> dict[str, Any] | None:
-    """A bbox with no area as the GeoJSON point or line it is, else None.
+def bbox_search_geometry(bbox: Bbox) -> dict[str, Any] | None:
+    """What both catalogs intersect items with when a plain box will not do, else None.
 
-    PostGIS intersects a zero-area envelope (an invalid polygon) inconsistently: a
-    point bbox inside an item's polygon may miss it. As a point or a line the
-    answer is exact, so both catalogs search with that instead.
+    A bbox across the antimeridian (W > E) is the two boxes on either side of 180°. A
+    bbox with no area is the point or line it is: PostGIS intersects a zero-area envelope
+    (an invalid polygon) inconsistently, where a point or a line gives the exact answer.
     """
     west, south, east, north = bbox
+    if west > east:
+        halves = [(west, south, 180.0, north), (-180.0, south, east, north)]
+        if south == north:
+            lines = [[[w, south], [e, south]] for w, _, e, _ in halves]
+            return {"type": "MultiLineString", "coordinates": lines}
+        return {"type": "MultiPolygon", "coordinates": [_box_ring(*half) for half in halves]}
     if west == east and south == north:
         return {"type": "Point", "coordinates": [west, south]}
     if west == east or south == north:
         return {"type": "LineString", "coordinates": [[west, south], [east, north]]}
     return None
+
+
+def _box_ring(west: float, south: float, east: float, north: float) -> list[list[list[float]]]:
+    return [[[west, south], [east, south], [east, north], [west, north], [west, south]]]
 
 
 def check_search(

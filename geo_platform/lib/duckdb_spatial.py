@@ -23,3 +23,18 @@ def load_spatial(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Load spatial from its PyPI package; INSTALL from the network is never needed."""
     con.execute(f"LOAD '{spatial_extension_path()}'")
     return con
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB identifier, always quoted: the one way names reach DuckDB SQL here."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """A DuckDB string literal, for the few places a parameter cannot go (struct keys)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def compose(template: str, **identifiers: str) -> str:
+    """``template`` (a constant) with ``{name}`` placeholders filled by quoted identifiers."""
+    return template.format(**{k: quote_identifier(v) for k, v in identifiers.items()})

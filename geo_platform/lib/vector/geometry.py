@@ -1,0 +1,308 @@
+"""Geometry rules for one batch: linearize, Z/M, reproject, repair, promote to multi.
+
+Stored geometries follow one rule whatever the source: polygons are MultiPolygons and
+lines MultiLineStrings (so that a layer mixing both kinds, as GeoJSON may, has one kind);
+points stay points, except in a layer declared MultiPoint. Invalid geometries are made
+valid (GEOS MakeValid) keeping only parts of their own dimension; one that repairs to
+nothing is dropped and counted. Null geometries are kept as nulls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyproj
+import shapely
+from shapely.errors import GEOSException
+
+from geo_platform.errors import ConfigurationError
+
+# GEOS type ids (shapely.get_type_id).
+_POINT, _LINESTRING, _LINEARRING, _POLYGON = 0, 1, 2, 3
+_MULTIPOINT, _MULTILINESTRING, _MULTIPOLYGON, _COLLECTION = 4, 5, 6, 7
+_DIMENSION_OF_TYPE = {0: 0, 4: 0, 1: 1, 2: 1, 5: 1, 3: 2, 6: 2}
+
+
+@dataclass(frozen=True)
+class GeometryPolicy:
+    """What a collection asks of its geometries."""
+
+    target_crs: str = "EPSG:4326"
+    keep_z: bool = True
+    keep_m: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep_m and not self.keep_z:
+            # GEOS cannot drop Z while keeping M; say so rather than store something else.
+            raise ConfigurationError("keep_m needs keep_z: measured geometries keep Z too")
+
+    def target(self) -> pyproj.CRS:
+        return pyproj.CRS.from_user_input(self.target_crs)
+
+    def srid(self) -> int:
+        epsg = self.target().to_epsg()
+        if epsg is None:
+            raise ConfigurationError(f"target CRS {self.target_crs!r} has no EPSG code")
+        return epsg
+
+
+def layer_family(declared_type: str) -> str:
+    """``polygon``, ``line``, ``multipoint``, ``point`` or ``mixed`` from GDAL's type name."""
+    kind = declared_type.lower()
+    if "polygon" in kind or "surface" in kind:
+        return "polygon"
+    if "line" in kind or "curve" in kind:
+        return "line"
+    if "multipoint" in kind:
+        return "multipoint"
+    if "point" in kind:
+        return "point"
+    return "mixed"
+
+
+@dataclass
+class GeometryStats:
+    """Counts a user sees in the materialization, and the extent of what was kept."""
+
+    features: int = 0
+    nulls: int = 0
+    empty: int = 0
+    repaired: int = 0
+    dropped: int = 0
+    linearized: int = 0
+    promoted: int = 0
+    m_dropped: int = 0
+    types: Counter[str] = field(default_factory=Counter)
+    drop_reasons: Counter[str] = field(default_factory=Counter)
+    bounds: tuple[float, float, float, float] | None = None
+    hull: shapely.Geometry | None = None
+
+    def add_bounds(self, geoms: np.ndarray) -> None:
+        present = geoms[~shapely.is_empty(geoms)]
+        if not len(present):
+            return
+        b = shapely.bounds(present)
+        box = (
+            float(np.nanmin(b[:, 0])),
+            float(np.nanmin(b[:, 1])),
+            float(np.nanmax(b[:, 2])),
+            float(np.nanmax(b[:, 3])),
+        )
+        if self.bounds is not None:
+            box = (
+                min(box[0], self.bounds[0]),
+                min(box[1], self.bounds[1]),
+                max(box[2], self.bounds[2]),
+                max(box[3], self.bounds[3]),
+            )
+        self.bounds = box
+        hull = shapely.convex_hull(shapely.geometrycollections(present))
+        self.hull = hull if self.hull is None else shapely.convex_hull(
+            shapely.geometrycollections([self.hull, hull])
+        )
+
+
+class GeometryProcessor:
+    """Applies a policy to batches of one layer; accumulates its stats."""
+
+    def __init__(
+        self,
+        *,
+        source_crs: pyproj.CRS,
+        policy: GeometryPolicy,
+        declared_type: str,
+        relinearize: Callable[[list[int]], list[bytes | None]] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.family = layer_family(declared_type)
+        self.relinearize = relinearize
+        target = policy.target()
+        self.transformer = (
+            None
+            if source_crs.equals(target, ignore_axis_order=True)
+            else pyproj.Transformer.from_crs(source_crs, target, always_xy=True)
+        )
+        self.stats = GeometryStats()
+
+    def process(self, wkb: pa.Array, fids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """ISO WKB of the stored geometries, and which rows are kept (False: dropped)."""
+        n = len(wkb)
+        self.stats.features += n
+        geoms, unreadable = self._parse(wkb, fids)
+        keep = ~unreadable
+        if unreadable.any():
+            self.stats.dropped += int(unreadable.sum())
+            self.stats.drop_reasons["unreadable geometry"] += int(unreadable.sum())
+        null = shapely.is_missing(geoms)
+        self.stats.nulls += int((null & keep).sum())
+        present = ~null
+        if present.any():
+            geoms[present] = self._dimensions(geoms[present])
+            if self.transformer is not None:
+                geoms[present] = self._reproject(geoms[present])
+            repaired, failed = self._repair(geoms, present)
+            self.stats.repaired += repaired
+            if failed.any():
+                keep[failed] = False
+                self.stats.dropped += int(failed.sum())
+                self.stats.drop_reasons["repaired to nothing"] += int(failed.sum())
+            geoms[present & keep] = self._promote(geoms[present & keep])
+            kept = geoms[present & keep]
+            self.stats.empty += int(shapely.is_empty(kept).sum())
+            self.stats.types.update(shapely.get_type_id(kept).tolist())
+            self.stats.add_bounds(kept)
+        dimension = 4 if self.policy.keep_m else 3 if self.policy.keep_z else 2
+        out = shapely.to_wkb(geoms, flavor="iso", output_dimension=dimension)
+        return pa.array(out, type=pa.binary()), keep
+
+    def _parse(self, wkb: pa.Array, fids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """Geometries (None for null or unreadable ones) and which were unreadable."""
+        values = wkb.to_numpy(zero_copy_only=False)
+        unreadable = np.zeros(len(values), dtype=bool)
+        try:
+            return shapely.from_wkb(values), unreadable
+        except (GEOSException, NotImplementedError):
+            pass
+        # Curves (or a damaged geometry) somewhere in the batch: one at a time.
+        out = np.empty(len(values), dtype=object)
+        curved: list[int] = []
+        for i, value in enumerate(values):
+            try:
+                out[i] = shapely.from_wkb(value) if value is not None else None
+            except (GEOSException, NotImplementedError):
+                curved.append(i)
+        if curved:
+            linear = self._linearized([int(fids[i].as_py()) for i in curved])
+            for i, value in zip(curved, linear, strict=True):
+                try:
+                    out[i] = shapely.from_wkb(value) if value is not None else None
+                except (GEOSException, NotImplementedError):
+                    out[i] = None
+                unreadable[i] = out[i] is None
+                self.stats.linearized += int(out[i] is not None)
+        return out, unreadable
+
+    def _linearized(self, fids: list[int]) -> list[bytes | None]:
+        if self.relinearize is None:
+            return [None] * len(fids)
+        return self.relinearize(fids)
+
+    def _dimensions(self, geoms: np.ndarray) -> np.ndarray:
+        if not self.policy.keep_z:
+            return shapely.force_2d(geoms)
+        if not self.policy.keep_m:
+            # XYM keeps nothing of M in a 3D WKB: make it 2D first.
+            only_m = shapely.has_m(geoms) & ~shapely.has_z(geoms)
+            if only_m.any():
+                geoms = geoms.copy()
+                geoms[only_m] = shapely.force_2d(geoms[only_m])
+        return geoms
+
+    def _reproject(self, geoms: np.ndarray) -> np.ndarray:
+        transformer = self.transformer
+        assert transformer is not None
+        has_m = shapely.has_m(geoms)
+        if has_m.any():
+            # shapely's transform loses M (it returns NaN): keep Z, drop M, and say so.
+            self.stats.m_dropped += int(has_m.sum())
+            geoms = geoms.copy()
+            geoms[has_m] = shapely.from_wkb(shapely.to_wkb(geoms[has_m], output_dimension=3))
+        has_z = shapely.has_z(geoms)
+        out = geoms.copy()
+
+        def xy(coords: np.ndarray) -> np.ndarray:
+            return np.column_stack(transformer.transform(coords[:, 0], coords[:, 1]))
+
+        def xyz(coords: np.ndarray) -> np.ndarray:
+            return np.column_stack(
+                transformer.transform(coords[:, 0], coords[:, 1], coords[:, 2])
+            )
+
+        if (~has_z).any():
+            out[~has_z] = shapely.transform(geoms[~has_z], xy)
+        if has_z.any():
+            out[has_z] = shapely.transform(geoms[has_z], xyz, include_z=True)
+        return out
+
+    def _repair(self, geoms: np.ndarray, present: np.ndarray) -> tuple[int, np.ndarray]:
+        """Make invalid geometries valid in place; (how many, which repaired to nothing)."""
+        failed = np.zeros(len(geoms), dtype=bool)
+        idx = np.flatnonzero(present)
+        invalid = idx[~shapely.is_valid(geoms[idx])]
+        for i in invalid:
+            fixed = _keep_dimension(shapely.make_valid(geoms[i]), _dimension(geoms[i]))
+            if fixed is None:
+                failed[i] = True
+            else:
+                geoms[i] = fixed
+        return len(invalid) - int(failed.sum()), failed
+
+    def _promote(self, geoms: np.ndarray) -> np.ndarray:
+        kinds = shapely.get_type_id(geoms)
+        single = (kinds == _POLYGON) | (kinds == _LINESTRING)
+        if self.family == "multipoint":
+            single |= kinds == _POINT
+        if not single.any():
+            return geoms
+        self.stats.promoted += int(single.sum())
+        out = geoms.copy()
+        out[single] = [_multi(g) for g in geoms[single]]
+        return out
+
+
+_TYPE_NAMES = {
+    0: "Point",
+    1: "LineString",
+    2: "LinearRing",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
+}
+
+
+def type_names(counter: Counter) -> list[str]:
+    return sorted(_TYPE_NAMES.get(int(k), str(k)) for k in counter)
+
+
+def _dimension(geom: shapely.Geometry) -> int:
+    return int(shapely.get_dimensions(geom))
+
+
+def _flat_parts(geom: shapely.Geometry) -> list[shapely.Geometry]:
+    kind = int(shapely.get_type_id(geom))
+    if kind in (_MULTIPOINT, _MULTILINESTRING, _MULTIPOLYGON, _COLLECTION):
+        return [p for part in shapely.get_parts(geom) for p in _flat_parts(part)]
+    return [geom]
+
+
+def _keep_dimension(geom: shapely.Geometry, dimension: int) -> shapely.Geometry | None:
+    """The parts of ``geom`` of the given dimension (MakeValid can add lower ones)."""
+    parts = [
+        p
+        for p in _flat_parts(geom)
+        if _DIMENSION_OF_TYPE.get(int(shapely.get_type_id(p)), -1) == dimension
+        and not p.is_empty
+    ]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    if dimension == 2:
+        multi = shapely.multipolygons(parts)
+        return multi if multi.is_valid else shapely.union_all(parts)
+    return shapely.multilinestrings(parts) if dimension == 1 else shapely.multipoints(parts)
+
+
+def _multi(geom: shapely.Geometry) -> shapely.Geometry:
+    kind = shapely.get_type_id(geom)
+    if kind == _POLYGON:
+        return shapely.multipolygons([geom])
+    if kind == _LINESTRING:
+        return shapely.multilinestrings([geom])
+    return shapely.multipoints([geom])

@@ -22,6 +22,7 @@ from geo_platform.instance import get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.vector.formats import is_vector_key
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
 from geo_platform.settings import PlatformSettings
 
@@ -36,13 +37,14 @@ class IngestOutcome:
 
 
 def collect_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """``(file, name inside the collection)``; folders contribute their raster files."""
+    """``(file, name inside the collection)``; folders contribute their raster and vector
+    files."""
     found: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 relative = file.relative_to(path).as_posix()
-                if is_raster_key(relative):
+                if is_raster_key(relative) or is_vector_key(relative):
                     found.append((file, relative))
         else:
             found.append((path, path.name))
@@ -62,6 +64,7 @@ def ingest(
     output_tier: str | None,
     settings: PlatformSettings,
     report: Callable[[IngestOutcome], None] = lambda outcome: None,
+    vector_tiles: bool = False,
 ) -> list[IngestOutcome]:
     """Ingest every file; ``report`` is called as each one finishes."""
     check_collection_name(collection)
@@ -69,6 +72,16 @@ def ingest(
     for source, name in collect_files(paths):
         key = f"{collection}/{name}"
         files.append((source, key, partition_key_problem(key) if source.is_file() else None))
+    # Vector files go their own way (geo_platform.vector_ingest); the rest as rasters.
+    vectors = [f for f in files if is_vector_key(f[1])]
+    files = [f for f in files if not is_vector_key(f[1])]
+    outcomes: list[IngestOutcome] = []
+    if vectors:
+        from geo_platform.vector_ingest import ingest_vectors
+
+        outcomes += ingest_vectors(vectors, settings=settings, tiles=vector_tiles, report=report)
+    if not files:
+        return outcomes
     blob_store = profile_blob_store(settings)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-upload") as uploader:
         # The first file is hashed and copied into bronze while Dagster loads the
@@ -76,7 +89,9 @@ def ingest(
         # are uploaded just before their run, so bronze never runs ahead of the CLI.
         first = next((f for f in files if f[0].is_file() and not f[2]), None)
         early = uploader.submit(_upload_if_changed, blob_store, *first[:2]) if first else None
-        return _run_all(files, early, blob_store, collection, output_tier, settings, report)
+        return outcomes + _run_all(
+            files, early, blob_store, collection, output_tier, settings, report
+        )
 
 
 def _run_all(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
@@ -35,8 +35,17 @@ class ScanResult:
     cursor: ScanCursor
 
 
-def scan(blobs: Iterable[tuple[str, str]], cursor: ScanCursor, *, max_runs: int) -> ScanResult:
+def scan(
+    blobs: Iterable[tuple[str, str]],
+    cursor: ScanCursor,
+    *,
+    max_runs: int,
+    accept: Callable[[str], bool] = is_raster_key,
+) -> ScanResult:
     """Compare ``(key, etag)`` pairs with the cursor; at most ``max_runs`` keys per call.
+
+    ``accept`` says which keys this scan is about (rasters by default, vectors for the
+    vector sensor).
 
     The new cursor is the old one merged with what this call handled, so blobs
     deferred to a later call are found again then.
@@ -46,7 +55,7 @@ def scan(blobs: Iterable[tuple[str, str]], cursor: ScanCursor, *, max_runs: int)
     rejected: list[tuple[str, str]] = []
     deferred = 0
     for key, etag in blobs:
-        if not is_raster_key(key) or cursor.seen.get(key) == etag:
+        if not accept(key) or cursor.seen.get(key) == etag:
             continue
         problem = partition_key_problem(key)
         if problem:

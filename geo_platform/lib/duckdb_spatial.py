@@ -12,10 +12,24 @@ import duckdb
 def spatial_extension_path() -> str:
     import duckdb_extension_spatial
 
-    package = Path(duckdb_extension_spatial.__file__).parent
-    found = sorted(package.glob("extensions/**/spatial.duckdb_extension"))
+    return _extension_in(Path(duckdb_extension_spatial.__file__).parent, "spatial")
+
+
+@cache
+def postgres_extension_path() -> str:
+    """DuckDB's postgres extension from its PyPI package (``postgres_scanner`` is the name
+    its entry point answers to; the ``duckdb-extension-postgres`` file does not load)."""
+    import duckdb_extension_postgres_scanner
+
+    return _extension_in(
+        Path(duckdb_extension_postgres_scanner.__file__).parent, "postgres_scanner"
+    )
+
+
+def _extension_in(package: Path, name: str) -> str:
+    found = sorted(package.glob(f"extensions/**/{name}.duckdb_extension"))
     if not found:
-        raise RuntimeError(f"no spatial.duckdb_extension inside {package}")
+        raise RuntimeError(f"no {name}.duckdb_extension inside {package}")
     return str(found[-1])
 
 

@@ -285,7 +285,11 @@ class GeoParquetExport:
 
     def __enter__(self) -> GeoParquetExport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = pq.ParquetWriter(self.path, self.spec.arrow_schema(), compression="zstd")
+        # Without the stored Arrow schema, readers take the schema's metadata from the
+        # file's key-value metadata, where `geo` (with types and bbox) is added at the end.
+        self.writer = pq.ParquetWriter(
+            self.path, self.spec.arrow_schema(), compression="zstd", store_schema=False
+        )
         return self
 
     def tee(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:

@@ -26,7 +26,7 @@ MAX_IDENTIFIER_BYTES = 63
 GEOMETRY_COLUMN = "geom"
 FID_COLUMN = "fid"
 _HASH_CHARS = 10
-_PLAIN_PART = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+_PLAIN_PART = re.compile(r"[a-z0-9]+(?:_[a-z0-9]+)*")
 _UNSAFE = re.compile(r"[^a-z0-9]+")
 
 # Reserved in PostgreSQL or DuckDB (or both): a column so named would need quoting in
@@ -72,6 +72,8 @@ def _plain_parts(blob_key: str, layer: str | None, extension: str) -> list[str] 
     ext = extension.lstrip(".").replace(".", "_")
     parts = [*segments[:-1], segments[-1][: -len(extension)]]
     if not all(_PLAIN_PART.fullmatch(p) for p in [*parts, *([layer] if layer else [])]):
+        return None
+    if not parts[0][0].isalpha():
         return None
     parts[-1] = f"{parts[-1]}_{ext}"
     if layer is None:
@@ -125,7 +127,7 @@ def column_names(sources: Iterable[str]) -> list[ColumnName]:
 
 
 def _column_base(source: str) -> tuple[str, str]:
-    name = _ascii_words(source) or "column"
+    name = _ascii_words(source) or "field"
     why = "" if name == source else "sanitised"
     if name[0].isdigit():
         name, why = f"c_{name}", "sanitised"

@@ -125,7 +125,7 @@ def run_query(text: str, settings: PlatformSettings) -> pa.Table:
         if problem:
             raise QueryRefused(problem)
         try:
-            return con.execute(text).fetch_arrow_table()
+            return con.execute(text).to_arrow_table()
         except duckdb.Error as e:
             raise QueryRefused(_first_line(e)) from None
     finally:

@@ -16,6 +16,9 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "cog_archive",
         "stac_item",
         "collection_summary",
+        "vector_table",
+        "vector_item",
+        "vector_tiles",
     }
     assert {k.to_user_string() for k in graph.asset_check_keys} == {
         "cog_visualization:valid_cog",
@@ -24,6 +27,9 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "cog_archive:valid_cog",
         "cog_archive:lossless",
         "stac_item:item_valid",
+        "vector_table:row_count",
+        "vector_table:geometries_valid",
+        "vector_table:srid",
     }
     assert definitions.resolve_sensor_def("bronze_rasters").job_name == "raster_ingest"
     automation = definitions.resolve_sensor_def("default_automation_condition_sensor")
@@ -34,5 +40,15 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         assert node.partitions_def.name == "rasters"
         assert node.description, f"{key} needs a description for the UI"
     assert graph.get(dg.AssetKey("collection_summary")).automation_condition is not None
+    assert definitions.resolve_sensor_def("bronze_vectors").job_name == "vector_ingest"
+    for key in ("vector_table", "vector_item", "vector_tiles"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.partitions_def.name == "vector_sources"
+        assert node.description, f"{key} needs a description for the UI"
+    assert graph.get(dg.AssetKey("vector_tiles")).automation_condition is not None
+    assert set(definitions.resolve_job_def("vector_ingest").asset_layer.executable_asset_keys) >= {
+        dg.AssetKey("vector_table"),
+        dg.AssetKey("vector_item"),
+    }
     tiers = definitions.resolve_assets_def(dg.AssetKey("cog_analysis"))
     assert tiers.can_subset and len(tiers.keys) == 3

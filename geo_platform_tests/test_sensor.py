@@ -139,3 +139,29 @@ def test_a_tick_that_fails_while_storage_is_down_misses_nothing(instance, real_r
     # Dagster keeps the cursor of the last successful tick: the next one resumes there.
     resumed, _ = _tick(instance, up, first.cursor)
     assert [r.partition_key for r in resumed.run_requests] == ["az/second.tif"]
+
+
+def test_vectors_and_rasters_in_one_folder_go_to_their_own_sensor(
+    settings, instance, bronze, real_rasters
+):
+    from geo_platform.defs.vector.sensors import bronze_vectors
+
+    from . import vector_inputs
+
+    store = LocalBlobStore(root=str(settings.blob_root))
+    _land(real_rasters, bronze, "image_rgb.tif", "mix/a.tif")
+    (bronze / "mix").mkdir(exist_ok=True)
+    vector_inputs.mixed_types(bronze / "mix" / "b.geojson")
+    vector_inputs.shapefile_zip(bronze / "mix" / "c.zip")
+    (bronze / "mix" / "notes.txt").write_text("neither")
+
+    rasters, _ = _tick(instance, store)
+    assert [r.partition_key for r in rasters.run_requests] == ["mix/a.tif"]
+    context = dg.build_sensor_context(instance=instance, resources={"blob_store": store})
+    vectors = bronze_vectors(context)
+    assert sorted(r.partition_key for r in vectors.run_requests) == ["mix/b.geojson", "mix/c.zip"]
+    assert vectors.dynamic_partitions_requests[0].partitions_def_name == "vector_sources"
+    context = dg.build_sensor_context(
+        instance=instance, cursor=vectors.cursor, resources={"blob_store": store}
+    )
+    assert bronze_vectors(context).run_requests == []

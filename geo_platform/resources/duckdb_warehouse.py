@@ -72,7 +72,7 @@ class DuckDBWarehouse(Warehouse):
         return self.path
 
     @contextmanager
-    def _connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connection(self, *, spatial: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the file; DuckDB allows one writing process, so a locked
         file is waited for (with backoff) and then reported as a transient error."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,9 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
-            load_spatial(con)
+            # Loading spatial costs ~0.3 s a connection: only where geometry is touched.
+            if spatial:
+                load_spatial(con)
             if self.path not in _SCHEMA_READY:
                 for name in _DDL:
                     con.execute(read_sql("duckdb", name))
@@ -100,7 +102,7 @@ class DuckDBWarehouse(Warehouse):
     def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
         stage = f"_stage_{short_hash(f'{spec.schema}.{spec.name}', 12)}"
         names = {"schema": spec.schema, "stage": stage, "target": spec.name}
-        with self._connection() as con:
+        with self._connection(spatial=spec.geometry is not None) as con:
             con.execute(compose("CREATE SCHEMA IF NOT EXISTS {schema}", **names))
             con.execute(compose("DROP TABLE IF EXISTS {schema}.{stage}", **names))
             con.execute(self._create(spec, stage))
@@ -229,7 +231,7 @@ class DuckDBWarehouse(Warehouse):
             schema=schema,
             name=name,
         )
-        with self._connection() as con:
+        with self._connection(spatial=True) as con:
             row = con.execute(query).fetchone()
             comment = con.execute(
                 "SELECT comment FROM duckdb_columns() WHERE database_name = current_database() "
@@ -295,7 +297,7 @@ class DuckDBWarehouse(Warehouse):
             "layer": options.layer,
             "last": (1 << zoom) - 1,
         }
-        with self._connection() as con:
+        with self._connection(spatial=True) as con:
             rows = con.execute(query, params).fetchall()
         return [(int(x), int(y), bytes(tile)) for x, y, tile in rows]
 
@@ -308,6 +310,8 @@ class DuckDBWarehouse(Warehouse):
                 ).fetchall()
             }
             stale = sorted(old - {r["table"] for r in records})
+            if stale:
+                load_spatial(con)  # their R-tree indexes need it to be dropped
             con.execute("BEGIN")
             for table in stale:
                 con.execute(compose("DROP TABLE IF EXISTS vector.{t}", t=table))

@@ -1,10 +1,11 @@
 """The one place that chooses the active profile's backends.
 
 ``embedded``: blobs in folders, the catalog and the warehouse in DuckDB files.
-``production``: Azure Blob Storage, pgSTAC and PostGIS. The command line gets plain objects (``stac_catalog`` imports no
-Dagster, so ``geo-platform stac ...`` starts in the time its backend's libraries take);
-Dagster gets the same backends as resources (``dagster_resources``), with secrets passed
-as ``dg.EnvVar`` so that the UI, which shows resource config, never shows them.
+``production``: Azure Blob Storage, pgSTAC and PostGIS. The command line gets plain
+objects (``stac_catalog`` imports no Dagster, so ``geo-platform stac ...`` starts in the
+time its backend's libraries take); Dagster gets the same backends as resources
+(``dagster_resources``), with secrets passed as ``dg.EnvVar`` so that the UI, which shows
+resource config, never shows them.
 """
 
 from __future__ import annotations

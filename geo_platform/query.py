@@ -45,7 +45,8 @@ def refusal(con: duckdb.DuckDBPyConnection, text: str) -> str | None:
         if statement.type not in _ALLOWED:
             kind = statement.type.name
             return f"{kind} statements are not allowed: geo-platform query only reads (SELECT)"
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()[0])
+    row = con.execute("SELECT json_serialize_sql(?)", [text]).fetchone()
+    tree = json.loads(row[0]) if row else {}
     for name in _function_names(tree):
         lowered = name.lower()
         if lowered.startswith(_REFUSED_FUNCTION_PREFIXES) or lowered in _REFUSED_FUNCTIONS:

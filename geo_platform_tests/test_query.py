@@ -30,8 +30,10 @@ def test_query_reads_tables_and_refuses_everything_else(profile_settings, tmp_pa
     assert ingest([source], collection="q", output_tier=None, settings=settings)[0].ok
 
     result = _query(
-        f"SELECT name, continent FROM vector.{TABLE} WHERE name IN ('France', 'Peru') ORDER BY name",
-        "--format", "json",
+        f"SELECT name, continent FROM vector.{TABLE} "
+        "WHERE name IN ('France', 'Peru') ORDER BY name",
+        "--format",
+        "json",
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == [

@@ -82,7 +82,9 @@ def test_zip_slip_is_refused_before_anything_is_written(tmp_path: Path):
 
 def test_zip_without_shapefile_and_zip_bomb_are_refused(tmp_path: Path):
     with pytest.raises(InvalidInputError, match=r"no \.shp"):
-        extract_shapefiles(inputs.zip_without_shp(tmp_path / "a.zip"), tmp_path / "o", LIMITS, name="a")
+        extract_shapefiles(
+            inputs.zip_without_shp(tmp_path / "a.zip"), tmp_path / "o", LIMITS, name="a"
+        )
     bomb = inputs.zip_bomb(tmp_path / "bomb.zip")
     with pytest.raises(InvalidInputError, match="zip bomb"):
         extract_shapefiles(bomb, tmp_path / "b", LIMITS, name="bomb")
@@ -101,15 +103,21 @@ def test_a_zip_with_two_shapefiles_gives_two_layers(tmp_path: Path):
     assert [layer.label for layer in layers] == ["a/naturalearth_lowres", "b/countries"]
 
 
-def _process(geometries, policy=GeometryPolicy(), declared="Unknown", crs="EPSG:4326"):
+def _process(geometries, policy=None, declared="Unknown", crs="EPSG:4326"):
     import pyproj
+
+    policy = policy or GeometryPolicy()
 
     processor = GeometryProcessor(
         source_crs=pyproj.CRS.from_user_input(crs), policy=policy, declared_type=declared
     )
     wkb = pa.array([None if g is None else shapely.to_wkb(g) for g in geometries], pa.binary())
     out, keep = processor.process(wkb, pa.array(range(len(geometries)), pa.int64()))
-    return [None if v is None else shapely.from_wkb(v) for v in out.to_pylist()], keep, processor.stats
+    return (
+        [None if v is None else shapely.from_wkb(v) for v in out.to_pylist()],
+        keep,
+        processor.stats,
+    )
 
 
 def test_invalid_polygons_are_repaired_or_dropped_and_nulls_kept():
@@ -118,7 +126,9 @@ def test_invalid_polygons_are_repaired_or_dropped_and_nulls_kept():
     out, keep, stats = _process([bowtie, flat, None, shapely.box(0, 0, 1, 1)])
     assert keep.tolist() == [True, False, True, True]
     assert (stats.repaired, stats.dropped, stats.nulls) == (1, 1, 1)
-    assert out[0].geom_type == "MultiPolygon" and out[0].is_valid and out[0].area == pytest.approx(2)
+    assert (
+        out[0].geom_type == "MultiPolygon" and out[0].is_valid and out[0].area == pytest.approx(2)
+    )
     assert out[2] is None and out[3].geom_type == "MultiPolygon"
 
 

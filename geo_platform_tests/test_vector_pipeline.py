@@ -44,7 +44,9 @@ def real_vector_folder(tmp_path: Path) -> Path:
 
 def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real_vector_folder):
     settings = profile_settings
-    outcomes = ingest([real_vector_folder], collection="realvec", output_tier=None, settings=settings)
+    outcomes = ingest(
+        [real_vector_folder], collection="realvec", output_tier=None, settings=settings
+    )
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_TABLES)
 
@@ -59,7 +61,11 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert layers["realvec__multisurface_gpkg__multisurface"]["geometry_types"] == ["MultiPolygon"]
     countries = layers["realvec__countries_zip__naturalearth_lowres"]
     assert [c["name"] for c in countries["columns"]] == [
-        "pop_est", "continent", "name", "iso_a3", "gdp_md_est",
+        "pop_est",
+        "continent",
+        "name",
+        "iso_a3",
+        "gdp_md_est",
     ]
     assert countries["bbox"][0] == -180 and countries["bbox"][2] == 180
 
@@ -78,7 +84,10 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
 
     # Ingesting again replaces the tables: the same counts, one item each.
     again = ingest(
-        [real_vector_folder / "countries.zip"], collection="realvec", output_tier=None, settings=settings
+        [real_vector_folder / "countries.zip"],
+        collection="realvec",
+        output_tier=None,
+        settings=settings,
     )
     assert again[0].ok
     assert tables.row_count("vector", "realvec__countries_zip__naturalearth_lowres") == 177
@@ -102,9 +111,19 @@ def test_hostile_vector_files_fail_alone_or_are_repaired(profile_settings, tmp_p
     tables = warehouse(settings)
     before = set(tables.tables("vector"))
 
-    outcomes = {o.blob_key.removeprefix("hostile/"): o for o in ingest([folder], collection="hostile", output_tier=None, settings=settings)}
+    outcomes = {
+        o.blob_key.removeprefix("hostile/"): o
+        for o in ingest([folder], collection="hostile", output_tier=None, settings=settings)
+    }
     failures = {name: o.message for name, o in outcomes.items() if not o.ok}
-    assert set(failures) == {"empty.geojson", "broken.geojson", "noprj.zip", "noshp.zip", "slip.zip", "bomb.zip"}
+    assert set(failures) == {
+        "empty.geojson",
+        "broken.geojson",
+        "noprj.zip",
+        "noshp.zip",
+        "slip.zip",
+        "bomb.zip",
+    }
     assert "empty (0 bytes)" in failures["empty.geojson"]
     assert "not a readable" in failures["broken.geojson"]
     assert "no coordinate reference system" in failures["noprj.zip"]
@@ -114,7 +133,12 @@ def test_hostile_vector_files_fail_alone_or_are_repaired(profile_settings, tmp_p
 
     layers = {layer["table"]: layer["record"] for layer in tables.layers()}
     bowties = layers["hostile__bowties_geojson"]
-    assert (bowties["source_rows"], bowties["rows"], bowties["repaired"], bowties["dropped"]) == (6, 5, 3, 1)
+    assert (bowties["source_rows"], bowties["rows"], bowties["repaired"], bowties["dropped"]) == (
+        6,
+        5,
+        3,
+        1,
+    )
     assert tables.row_count("vector", "hostile__bowties_geojson") == 5
     assert tables.check_geometries("vector", "hostile__bowties_geojson", "geom").invalid == 0
     mixed = layers["hostile__mixed_geojson"]
@@ -127,7 +151,10 @@ def test_hostile_vector_files_fail_alone_or_are_repaired(profile_settings, tmp_p
     # Failed files left no table behind, and touched no other table.
     after = set(tables.tables("vector"))
     assert after - before == {
-        "hostile__bowties_geojson", "hostile__mixed_geojson", "hostile__columns_geojson", "hostile__lines_geojsonl",
+        "hostile__bowties_geojson",
+        "hostile__mixed_geojson",
+        "hostile__columns_geojson",
+        "hostile__lines_geojsonl",
     }
 
 
@@ -136,7 +163,9 @@ def test_vector_tiles_decode_with_features_and_properties(profile_settings, tmp_
     settings.collections_path.parent.mkdir(parents=True, exist_ok=True)
     settings.collections_path.write_text("tiled:\n  vector:\n    max_zoom: 2\n")
     source = inputs.shapefile_zip(tmp_path / "countries.zip")
-    (outcome,) = ingest([source], collection="tiled", output_tier=None, settings=settings, vector_tiles=True)
+    (outcome,) = ingest(
+        [source], collection="tiled", output_tier=None, settings=settings, vector_tiles=True
+    )
     assert outcome.ok, outcome.message
     assert outcome.metadata["vector_tiles"]["zooms"] == "0-2"
 
@@ -161,7 +190,10 @@ def test_vector_tiles_decode_with_features_and_properties(profile_settings, tmp_
             coords = _coordinates(feature["geometry"]["coordinates"])
             assert all(-64 <= x <= 4096 + 64 and -64 <= y <= 4096 + 64 for x, y in coords)
         france = next(f for f in tile["features"] if f["properties"]["name"] == "France")
-        assert france["properties"]["continent"] == "Europe" and france["properties"]["pop_est"] > 60_000_000
+        assert (
+            france["properties"]["continent"] == "Europe"
+            and france["properties"]["pop_est"] > 60_000_000
+        )
         # Simplified per zoom: the world tile draws Germany (whole in both tiles) with
         # fewer points than the z2 tile does.
         points = [

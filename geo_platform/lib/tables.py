@@ -45,7 +45,7 @@ class TableSpec:
         return pa.schema(fields)
 
 
-def storage_type(kind: pa.DataType) -> pa.DataType:
+def storage_type(kind: pa.DataType) -> pa.DataType:  # noqa: PLR0911 - a case per type
     """The Arrow type a column is stored as: what both warehouses hold natively."""
     if pa.types.is_dictionary(kind):
         return storage_type(kind.value_type)
@@ -57,7 +57,9 @@ def storage_type(kind: pa.DataType) -> pa.DataType:
         return pa.int64() if kind.bit_width == 64 else pa.int32()
     if pa.types.is_unsigned_integer(kind):
         # No unsigned types in PostgreSQL: the next signed width (uint64: exact decimal).
-        return {8: pa.int32(), 16: pa.int32(), 32: pa.int64()}.get(kind.bit_width, pa.decimal128(20, 0))
+        return {8: pa.int32(), 16: pa.int32(), 32: pa.int64()}.get(
+            kind.bit_width, pa.decimal128(20, 0)
+        )
     if pa.types.is_floating(kind):
         return pa.float32() if kind.bit_width <= 32 else pa.float64()
     if pa.types.is_decimal(kind) or pa.types.is_date32(kind):

@@ -37,29 +37,37 @@ SRID_COMMENT = "srid="
 _MVT_TYPES = {"VARCHAR", "FLOAT", "DOUBLE", "INTEGER", "BIGINT", "BOOLEAN"}
 
 
+_SQL_TYPES = (
+    (pa.types.is_boolean, "BOOLEAN"),
+    (pa.types.is_int32, "INTEGER"),
+    (pa.types.is_int64, "BIGINT"),
+    (pa.types.is_float32, "FLOAT"),
+    (pa.types.is_float64, "DOUBLE"),
+    (pa.types.is_date32, "DATE"),
+    (pa.types.is_time, "TIME"),
+    (pa.types.is_binary, "BLOB"),
+)
+
+
 def sql_type(kind: pa.DataType) -> str:
     """DuckDB's type for a storage Arrow type (``lib.tables.storage_type``)."""
-    if pa.types.is_boolean(kind):
-        return "BOOLEAN"
-    if pa.types.is_int32(kind):
-        return "INTEGER"
-    if pa.types.is_int64(kind):
-        return "BIGINT"
-    if pa.types.is_float32(kind):
-        return "FLOAT"
-    if pa.types.is_float64(kind):
-        return "DOUBLE"
     if pa.types.is_decimal(kind):
         return f"DECIMAL({kind.precision},{kind.scale})"
-    if pa.types.is_date32(kind):
-        return "DATE"
     if pa.types.is_timestamp(kind):
         return "TIMESTAMPTZ" if kind.tz else "TIMESTAMP"
-    if pa.types.is_time(kind):
-        return "TIME"
-    if pa.types.is_binary(kind):
-        return "BLOB"
-    return "VARCHAR"
+    return next((name for test, name in _SQL_TYPES if test(kind)), "VARCHAR")
+
+
+def _mvt_property(column: str, kind: str) -> str:
+    """A column as an ST_AsMVT property: DuckDB encodes only a few types."""
+    if kind in _MVT_TYPES:
+        return quote_identifier(column)
+    cast = "VARCHAR"
+    if kind.startswith("DECIMAL"):
+        cast = "DOUBLE"
+    elif kind in ("SMALLINT", "TINYINT"):
+        cast = "INTEGER"
+    return f"CAST({quote_identifier(column)} AS {cast}) AS {quote_identifier(column)}"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -247,11 +255,7 @@ class DuckDBWarehouse(Warehouse):
         self, schema: str, name: str, column: str, srid: int, zoom: int, options: TileOptions
     ) -> list[tuple[int, int, bytes]]:
         attributes = [(c, k) for c, k in self.columns(schema, name) if c != column]
-        props = ", ".join(
-            quote_identifier(c) if k in _MVT_TYPES else f"CAST({quote_identifier(c)} AS "
-            f"{'DOUBLE' if k.startswith('DECIMAL') else 'INTEGER' if k in ('SMALLINT', 'TINYINT') else 'VARCHAR'}) AS {quote_identifier(c)}"
-            for c, k in attributes
-        )
+        props = ", ".join(_mvt_property(c, k) for c, k in attributes)
         struct = ", ".join(
             [f"{quote_literal('geom')}: mvt"]
             + [f"{quote_literal(c)}: {quote_identifier(c)}" for c, _ in attributes]
@@ -271,7 +275,12 @@ class DuckDBWarehouse(Warehouse):
             + lonlat
             + ", ST_MakeEnvelope(-180, -$maxlat, 180, $maxlat)), 'EPSG:4326', 'EPSG:3857', true),"
             " $tol) AS g FROM "
-            + compose("{schema}.{name} WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g})", schema=schema, name=name, g=column)
+            + compose(
+                "{schema}.{name} WHERE {g} IS NOT NULL AND NOT ST_IsEmpty({g})",
+                schema=schema,
+                name=name,
+                g=column,
+            )
             + "), b AS (SELECT *,"
             " greatest(0, floor((ST_XMin(g) + $half) / $size))::INTEGER AS x0,"
             " least($last, floor((ST_XMax(g) + $half) / $size))::INTEGER AS x1,"
@@ -280,9 +289,12 @@ class DuckDBWarehouse(Warehouse):
             " FROM f WHERE g IS NOT NULL AND NOT ST_IsEmpty(g)),"
             " bx AS (SELECT *, unnest(range(x0, x1 + 1)) AS x FROM b),"
             " bxy AS (SELECT *, unnest(range(y0, y1 + 1)) AS y FROM bx),"
-            " t AS (SELECT *, ST_AsMVTGeom(g, ST_Extent(ST_TileEnvelope($z, x::INTEGER, y::INTEGER)),"
+            " t AS (SELECT *, ST_AsMVTGeom(g,"
+            " ST_Extent(ST_TileEnvelope($z, x::INTEGER, y::INTEGER)),"
             " $extent, $buffer, true) AS mvt FROM bxy)"
-            " SELECT x, y, ST_AsMVT({" + struct + "}, $layer, $extent::INTEGER, 'geom'"
+            " SELECT x, y, ST_AsMVT({"
+            + struct
+            + "}, $layer, $extent::INTEGER, 'geom'"
             + (", 'fid'" if has_fid else "")
             + ") FROM t WHERE mvt IS NOT NULL AND NOT ST_IsEmpty(mvt) GROUP BY x, y"
         )

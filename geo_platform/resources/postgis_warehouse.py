@@ -15,10 +15,15 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from geo_platform.errors import InvalidInputError
 from geo_platform.lib.tables import TableSpec
 from geo_platform.lib.vector.names import short_hash
-from geo_platform.lib.vector.tiles import HALF_WORLD, MAX_LATITUDE, TileOptions, simplify_tolerance, tile_size
+from geo_platform.lib.vector.tiles import (
+    HALF_WORLD,
+    MAX_LATITUDE,
+    TileOptions,
+    simplify_tolerance,
+    tile_size,
+)
 from geo_platform.resources.warehouse import GeometryCheck, Warehouse
 from geo_platform.sql import read_sql
 
@@ -28,29 +33,25 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65_536)
 
 
+_SQL_TYPES = (
+    (pa.types.is_boolean, "boolean"),
+    (pa.types.is_int32, "integer"),
+    (pa.types.is_int64, "bigint"),
+    (pa.types.is_float32, "real"),
+    (pa.types.is_float64, "double precision"),
+    (pa.types.is_date32, "date"),
+    (pa.types.is_time, "time"),
+    (pa.types.is_binary, "bytea"),
+)
+
+
 def sql_type(kind: pa.DataType) -> str:
     """PostgreSQL's type for a storage Arrow type (``lib.tables.storage_type``)."""
-    if pa.types.is_boolean(kind):
-        return "boolean"
-    if pa.types.is_int32(kind):
-        return "integer"
-    if pa.types.is_int64(kind):
-        return "bigint"
-    if pa.types.is_float32(kind):
-        return "real"
-    if pa.types.is_float64(kind):
-        return "double precision"
     if pa.types.is_decimal(kind):
         return f"numeric({kind.precision},{kind.scale})"
-    if pa.types.is_date32(kind):
-        return "date"
     if pa.types.is_timestamp(kind):
         return "timestamptz" if kind.tz else "timestamp"
-    if pa.types.is_time(kind):
-        return "time"
-    if pa.types.is_binary(kind):
-        return "bytea"
-    return "text"
+    return next((name for test, name in _SQL_TYPES if test(kind)), "text")
 
 
 def hex_strings(array: pa.Array, prefix: bytes) -> pa.Array:
@@ -60,7 +61,11 @@ def hex_strings(array: pa.Array, prefix: bytes) -> pa.Array:
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + n + 1]
     start, end = int(offsets[0]), int(offsets[-1])
     data = array.buffers()[2]
-    values = np.frombuffer(data, dtype=np.uint8)[start:end] if data is not None else np.empty(0, np.uint8)
+    values = (
+        np.frombuffer(data, dtype=np.uint8)[start:end]
+        if data is not None
+        else np.empty(0, np.uint8)
+    )
     lengths = np.diff(offsets)
     valid = ~np.asarray(array.is_null())
     plen = len(prefix)
@@ -108,7 +113,7 @@ class PostgisWarehouse(Warehouse):
                 # Serialised: two first loads would race on CREATE SCHEMA otherwise.
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext('geo_platform.warehouse'))")
                 for name in _DDL:
-                    conn.execute(read_sql("postgis", name))  # type: ignore[call-overload]
+                    conn.execute(read_sql("postgis", name))
                 conn.commit()
                 _SCHEMA_READY.add(self.dsn)
             yield conn
@@ -152,9 +157,7 @@ class PostgisWarehouse(Warehouse):
                     geom, geom, sql.Literal(spec.geometry.srid)
                 )
             )
-        return sql.SQL("CREATE TABLE {}.{} ({})").format(
-            schema, stage, sql.SQL(", ").join(columns)
-        )
+        return sql.SQL("CREATE TABLE {}.{} ({})").format(schema, stage, sql.SQL(", ").join(columns))
 
     def _copy(
         self,
@@ -295,9 +298,7 @@ class PostgisWarehouse(Warehouse):
     def mvt_tiles(
         self, schema: str, name: str, column: str, srid: int, zoom: int, options: TileOptions
     ) -> list[tuple[int, int, bytes]]:
-        attributes = [
-            (col, kind) for col, kind in self.columns(schema, name) if col != column
-        ]
+        attributes = [(col, kind) for col, kind in self.columns(schema, name) if col != column]
         props = [
             sql.SQL("{}::{}").format(sql.Identifier(col), sql.SQL(_mvt_type(kind)))
             if _mvt_type(kind) != "keep"
@@ -370,9 +371,7 @@ class PostgisWarehouse(Warehouse):
                 rows = conn.execute(
                     query + " WHERE blob_key = %s ORDER BY table_name", [blob_key]
                 ).fetchall()
-        return [
-            {"table": t, "blob_key": k, "source_sha256": h, "record": r} for t, k, h, r in rows
-        ]
+        return [{"table": t, "blob_key": k, "source_sha256": h, "record": r} for t, k, h, r in rows]
 
 
 def csv_rows(spec: TableSpec, batch: pa.RecordBatch) -> bytes:
@@ -380,10 +379,11 @@ def csv_rows(spec: TableSpec, batch: pa.RecordBatch) -> bytes:
     columns = []
     for name, array in zip(batch.schema.names, batch.columns, strict=True):
         if spec.geometry is not None and name == spec.geometry.name:
-            array = hex_strings(array, f"SRID={spec.geometry.srid};".encode())
+            columns.append(hex_strings(array, f"SRID={spec.geometry.srid};".encode()))
         elif pa.types.is_binary(array.type):
-            array = hex_strings(array, b"\\x")
-        columns.append(array)
+            columns.append(hex_strings(array, b"\\x"))
+        else:
+            columns.append(array)
     sink = io.BytesIO()
     pacsv.write_csv(pa.Table.from_arrays(columns, names=batch.schema.names), sink, _CSV_OPTIONS)
     return sink.getvalue()
@@ -413,7 +413,8 @@ WITH f AS (
         least(%(last)s, floor((%(half)s - ST_YMin(g)) / %(size)s))::int AS y1
     FROM f WHERE g IS NOT NULL AND NOT ST_IsEmpty(g)
 ), t AS (
-    SELECT x, y, ST_AsMVTGeom(b.g, ST_TileEnvelope(%(z)s, x, y), %(extent)s, %(buffer)s, true) AS geom,
+    SELECT x, y,
+        ST_AsMVTGeom(b.g, ST_TileEnvelope(%(z)s, x, y), %(extent)s, %(buffer)s, true) AS geom,
         b.*
     FROM b, generate_series(b.x0, b.x1) AS x, generate_series(b.y0, b.y1) AS y
 )

@@ -1,7 +1,6 @@
 """Vector assets: a bronze vector file becomes warehouse tables (one per layer), their
 STAC items, and a PMTiles archive of vector tiles per table."""
 
-
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,7 +53,9 @@ def _options(key: str):
     partitions_def=vector_partitions,
     group_name="vector",
     kinds={"postgis", "duckdb", "geoparquet"},
-    check_specs=[dg.AssetCheckSpec(name, asset="vector_table", description=d) for name, d in _CHECKS.items()],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="vector_table", description=d) for name, d in _CHECKS.items()
+    ],
     retry_policy=_RETRY,
 )
 def vector_table(
@@ -69,9 +70,10 @@ def vector_table(
     try:
         options, _ = _options(key)
         blob = blob_store.info(BRONZE, key)
-        with tempfile.TemporaryDirectory(prefix="vector-") as tmp, blob_store.local_file(
-            BRONZE, key
-        ) as path:
+        with (
+            tempfile.TemporaryDirectory(prefix="vector-") as tmp,
+            blob_store.local_file(BRONZE, key) as path,
+        ):
             sha256 = blob.metadata.get(SHA256_METADATA) or sha256_file(path)
             workdir = Path(tmp)
             layers = source_layers(path, key, workdir / "layers", options.zip_limits)
@@ -81,7 +83,11 @@ def vector_table(
             results: list[LayerResult] = []
             for layer in layers:
                 result = load_layer(
-                    layer, key, options, workdir / f"{len(results)}.parquet", warehouse.replace_table
+                    layer,
+                    key,
+                    options,
+                    workdir / f"{len(results)}.parquet",
+                    warehouse.replace_table,
                 )
                 context.log.info(
                     f"{BRONZE}/{key}: {result.rows:,} rows into {VECTOR_SCHEMA}.{result.table} "
@@ -96,7 +102,9 @@ def vector_table(
     except FileNotFoundError:
         raise dg.Failure(f"{BRONZE}/{key}: blob not found", allow_retries=False) from None
     stale = warehouse.record_layers(key, sha256, records)
-    yield dg.MaterializeResult(metadata=_metadata(records, stale, skipped, warehouse, sha256, blob.etag))
+    yield dg.MaterializeResult(
+        metadata=_metadata(records, stale, skipped, warehouse, sha256, blob.etag)
+    )
     yield from _checks(warehouse, records, options.policy.srid())
 
 
@@ -105,14 +113,26 @@ def _with_export(blob_store: BlobStore, key: str, result: LayerResult) -> dict:
     target = export_key(key, result.table, ".parquet")
     digest = sha256_file(result.export_path)
     info = blob_store.upload_file(result.export_path, SILVER, target, consume=True)
-    record["export"] = {"href": blob_store.href(SILVER, target), "size": info.size, "sha256": digest}
+    record["export"] = {
+        "href": blob_store.href(SILVER, target),
+        "size": info.size,
+        "sha256": digest,
+    }
     return record
 
 
 def _metadata(
-    records: list[dict], stale: list[str], skipped: list[str], warehouse: Warehouse, sha256: str, etag: str
+    records: list[dict],
+    stale: list[str],
+    skipped: list[str],
+    warehouse: Warehouse,
+    sha256: str,
+    etag: str,
 ) -> dict:
-    rows = ["| table | layer | rows | source | repaired | dropped | nulls | types |", "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| table | layer | rows | source | repaired | dropped | nulls | types |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     renamed = ["| table | source field | column | why |", "|---|---|---|---|"]
     for r in records:
         rows.append(
@@ -146,14 +166,20 @@ def _metadata(
 
 
 def _checks(warehouse: Warehouse, records: list[dict], srid: int) -> Iterator[dg.AssetCheckResult]:
-    found = {r["table"]: warehouse.check_geometries(VECTOR_SCHEMA, r["table"], GEOMETRY_COLUMN) for r in records}
+    found = {
+        r["table"]: warehouse.check_geometries(VECTOR_SCHEMA, r["table"], GEOMETRY_COLUMN)
+        for r in records
+    }
     counts = {
         r["table"]: (found[r["table"]].rows, r["source_rows"] - r["dropped"]) for r in records
     }
     yield dg.AssetCheckResult(
         check_name="row_count",
         passed=all(stored == expected for stored, expected in counts.values()),
-        metadata={t: f"{stored:,} stored, {expected:,} expected" for t, (stored, expected) in counts.items()},
+        metadata={
+            t: f"{stored:,} stored, {expected:,} expected"
+            for t, (stored, expected) in counts.items()
+        },
     )
     yield dg.AssetCheckResult(
         check_name="geometries_valid",
@@ -254,7 +280,7 @@ def vector_tiles(
             summary = write_pmtiles(
                 path,
                 tiles,
-                bounds=tuple(record["bbox"]),  # type: ignore[arg-type]
+                bounds=tuple(record["bbox"]),
                 metadata={
                     "name": table,
                     "vector_layers": [

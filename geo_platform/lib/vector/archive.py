@@ -103,4 +103,3 @@ def _inflate(
         destination.unlink(missing_ok=True)
         raise
     return size
-

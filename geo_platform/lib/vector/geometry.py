@@ -101,8 +101,10 @@ class GeometryStats:
             )
         self.bounds = box
         hull = shapely.convex_hull(shapely.geometrycollections(present))
-        self.hull = hull if self.hull is None else shapely.convex_hull(
-            shapely.geometrycollections([self.hull, hull])
+        self.hull = (
+            hull
+            if self.hull is None
+            else shapely.convex_hull(shapely.geometrycollections([self.hull, hull]))
         )
 
 
@@ -218,9 +220,7 @@ class GeometryProcessor:
             return np.column_stack(transformer.transform(coords[:, 0], coords[:, 1]))
 
         def xyz(coords: np.ndarray) -> np.ndarray:
-            return np.column_stack(
-                transformer.transform(coords[:, 0], coords[:, 1], coords[:, 2])
-            )
+            return np.column_stack(transformer.transform(coords[:, 0], coords[:, 1], coords[:, 2]))
 
         if (~has_z).any():
             out[~has_z] = shapely.transform(geoms[~has_z], xy)
@@ -286,8 +286,7 @@ def _keep_dimension(geom: shapely.Geometry, dimension: int) -> shapely.Geometry 
     parts = [
         p
         for p in _flat_parts(geom)
-        if _DIMENSION_OF_TYPE.get(int(shapely.get_type_id(p)), -1) == dimension
-        and not p.is_empty
+        if _DIMENSION_OF_TYPE.get(int(shapely.get_type_id(p)), -1) == dimension and not p.is_empty
     ]
     if not parts:
         return None

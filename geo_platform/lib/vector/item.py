@@ -63,16 +63,24 @@ def build_vector_item(
         collection=VECTOR_COLLECTION,
     )
     table = TableExtension.ext(item, add_if_missing=True)
-    table.columns = [Column({"name": "fid", "type": "int64", "description": "feature id"})] + [
-        Column(
-            {
-                "name": c["name"],
-                "type": c["type"],
-                **({"description": f"source field {c['source']!r} ({c['why']})"} if c["why"] else {}),
-            }
-        )
-        for c in record["columns"]
-    ] + [Column({"name": "geom", "type": "geometry", "description": f"EPSG:{record['srid']}"})]
+    table.columns = (
+        [Column({"name": "fid", "type": "int64", "description": "feature id"})]
+        + [
+            Column(
+                {
+                    "name": c["name"],
+                    "type": c["type"],
+                    **(
+                        {"description": f"source field {c['source']!r} ({c['why']})"}
+                        if c["why"]
+                        else {}
+                    ),
+                }
+            )
+            for c in record["columns"]
+        ]
+        + [Column({"name": "geom", "type": "geometry", "description": f"EPSG:{record['srid']}"})]
+    )
     table.row_count = int(record["rows"])
     item.properties["table:primary_geometry"] = "geom"
     item.add_link(pystac.Link(pystac.RelType.COLLECTION, VECTOR_COLLECTION, pystac.MediaType.JSON))

@@ -32,7 +32,13 @@ from geo_platform.lib.vector.geometry import (
     GeometryStats,
     type_names,
 )
-from geo_platform.lib.vector.names import FID_COLUMN, GEOMETRY_COLUMN, ColumnName, column_names, table_name
+from geo_platform.lib.vector.names import (
+    FID_COLUMN,
+    GEOMETRY_COLUMN,
+    ColumnName,
+    column_names,
+    table_name,
+)
 from geo_platform.lib.vector.read import FID, WKB, Layer, LayerInfo, list_layers, open_layer
 
 VECTOR_SCHEMA = "vector"
@@ -104,7 +110,12 @@ class LayerResult:
             "geometry_types": self.geometry_types,
             "srid": self.srid,
             "columns": [
-                {"source": c.source, "name": c.name, "type": self.column_types[c.name], "why": c.why}
+                {
+                    "source": c.source,
+                    "name": c.name,
+                    "type": self.column_types[c.name],
+                    "why": c.why,
+                }
                 for c in self.columns
             ],
             "bbox": bbox,
@@ -140,7 +151,11 @@ def aspatial_layers(path: Path, blob_key: str) -> list[str]:
     """GeoPackage tables without geometry, which are not loaded (reported instead)."""
     if vector_format(blob_key) is not VectorFormat.GEOPACKAGE:
         return []
-    return [layer for layer, kind in list_layers(path, VectorFormat.GEOPACKAGE, name=blob_key) if kind == "None"]
+    return [
+        layer
+        for layer, kind in list_layers(path, VectorFormat.GEOPACKAGE, name=blob_key)
+        if kind == "None"
+    ]
 
 
 def layer_table_name(blob_key: str, layer: Layer) -> str:
@@ -206,7 +221,10 @@ def _table_spec(
     table: str, info: LayerInfo, mapping_: list[ColumnName], srid: int
 ) -> tuple[TableSpec, list[pa.DataType]]:
     kinds = [storage_type(k) for k in info.field_types]
-    columns = ((FID_COLUMN, pa.int64()), *((c.name, k) for c, k in zip(mapping_, kinds, strict=True)))
+    columns = (
+        (FID_COLUMN, pa.int64()),
+        *((c.name, k) for c, k in zip(mapping_, kinds, strict=True)),
+    )
     spec = TableSpec(
         schema=VECTOR_SCHEMA,
         name=table,
@@ -229,7 +247,8 @@ def _prepared(
         wkb, keep = processor.process(batch.column(WKB), batch.column(FID))
         arrays = [batch.column(FID)]
         arrays += [
-            to_storage(batch.column(c.source), kind) for c, kind in zip(mapping_, kinds, strict=True)
+            to_storage(batch.column(c.source), kind)
+            for c, kind in zip(mapping_, kinds, strict=True)
         ]
         arrays.append(wkb)
         out = pa.RecordBatch.from_arrays(arrays, schema=schema)

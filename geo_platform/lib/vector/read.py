@@ -62,7 +62,9 @@ def list_layers(path: Path, fmt: VectorFormat, *, name: str) -> list[tuple[str, 
             warnings.simplefilter("ignore", UserWarning)
             layers = pyogrio.list_layers(path)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as e:
-        raise InvalidInputError(name, f"not a readable {fmt.value} file ({_gdal_message(e)})") from None
+        raise InvalidInputError(
+            name, f"not a readable {fmt.value} file ({_gdal_message(e)})"
+        ) from None
     return [(str(layer), str(kind) if kind is not None else "None") for layer, kind in layers]
 
 
@@ -123,7 +125,11 @@ def _gdal_batches(
 ) -> Iterator[pa.RecordBatch]:
     schema = reader.schema
     geometry = next(
-        (f.name for f in schema if (f.metadata or {}).get(b"ARROW:extension:name") == _GEOARROW_WKB),
+        (
+            f.name
+            for f in schema
+            if (f.metadata or {}).get(b"ARROW:extension:name") == _GEOARROW_WKB
+        ),
         None,
     )
     fid = meta.get("fid_column") or "OGC_FID"
@@ -168,7 +174,11 @@ def _open_geoparquet(
         )
     # GeoParquet: an absent crs means OGC:CRS84; an explicit null means unknown.
     raw_crs = column.get("crs", "OGC:CRS84")
-    crs = None if raw_crs is None else _crs(json.dumps(raw_crs) if isinstance(raw_crs, dict) else raw_crs, name)
+    crs = (
+        None
+        if raw_crs is None
+        else _crs(json.dumps(raw_crs) if isinstance(raw_crs, dict) else raw_crs, name)
+    )
     fields = [n for n in parquet.schema_arrow.names if n != primary]
     types = column.get("geometry_types") or []
     info = LayerInfo(
@@ -202,8 +212,8 @@ def _geo_metadata(metadata: dict[bytes, bytes], name: str) -> dict:
         raise InvalidInputError(name, "a Parquet file without GeoParquet 'geo' metadata")
     try:
         geo = json.loads(raw)
-        geo["columns"]  # noqa: B018
-        geo["primary_column"]  # noqa: B018
+        geo["columns"]
+        geo["primary_column"]
     except (ValueError, KeyError, TypeError):
         raise InvalidInputError(name, "its GeoParquet 'geo' metadata is malformed") from None
     return geo

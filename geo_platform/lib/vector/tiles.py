@@ -33,7 +33,9 @@ class TileOptions:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_zoom <= self.max_zoom <= 22:
-            raise ValueError(f"zoom range {self.min_zoom}-{self.max_zoom}: need 0 <= min <= max <= 22")
+            raise ValueError(
+                f"zoom range {self.min_zoom}-{self.max_zoom}: need 0 <= min <= max <= 22"
+            )
 
 
 def tile_size(zoom: int) -> float:

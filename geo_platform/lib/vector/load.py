@@ -1,8 +1,9 @@
 """Load one vector file: every layer into its own table, with a GeoParquet copy.
 
-Reading, geometry work and the warehouse's writing overlap: a background thread reads
-and prepares the next batches (GDAL, GEOS and pyarrow release the GIL) while the
-warehouse writes the current one, with at most ``PREFETCH`` batches in flight.
+Reading, geometry work and the warehouse's writing overlap: one thread reads (GDAL),
+another prepares batches (GEOS, pyarrow), while the warehouse writes the current one
+(all three release the GIL in their C parts), with at most ``PREFETCH`` batches in
+flight between two stages.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def load_layer(
         )
         mapping_ = column_names(info.fields)
         spec, kinds = _table_spec(table, info, mapping_, srid)
-        prepared = _prepared(batches, processor, mapping_, kinds, spec)
+        # Three stages on their own threads: GDAL parses, GEOS repairs, the database writes.
+        prepared = _prepared(_prefetched(batches), processor, mapping_, kinds, spec)
         with GeoParquetExport(export_path, spec, options.policy.target()) as export:
             rows = write_table(spec, _prefetched(export.tee(prepared)))
             export.finish(processor.stats)
@@ -273,7 +275,7 @@ def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
             slots.put(e)
 
-    worker = threading.Thread(target=produce, name="vector-read", daemon=True)
+    worker = threading.Thread(target=produce, name="vector-prefetch", daemon=True)
     worker.start()
     try:
         while True:

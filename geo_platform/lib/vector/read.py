@@ -99,16 +99,19 @@ def open_layer(
             raise InvalidInputError(
                 name, f"not a readable vector file ({_gdal_message(e)})"
             ) from None
-        fields = [str(f) for f in meta.get("fields", [])]
+        # By position: the FID comes first, and may share its name with a field (GeoJSON
+        # "id" is both); the geometry is the geoarrow.wkb column.
+        positions = _field_positions(reader.schema)
+        fields = [reader.schema.field(i).name for i in positions]
         info = LayerInfo(
             crs=_crs(meta.get("crs"), name),
             declared_type=str(meta.get("geometry_type") or "Unknown"),
             fields=fields,
-            field_types=[reader.schema.field(f).type for f in fields],
+            field_types=[reader.schema.field(i).type for i in positions],
             feature_count=None,
             relinearize=lambda fids: _relinearize(layer, fids),
         )
-        yield info, _gdal_batches(reader, meta, info.fields, name)
+        yield info, _gdal_batches(reader, positions, fields, name)
 
 
 def _crs(value: str | None, name: str) -> pyproj.CRS | None:
@@ -120,19 +123,26 @@ def _crs(value: str | None, name: str) -> pyproj.CRS | None:
         raise InvalidInputError(name, f"its CRS is not one PROJ knows ({e})") from None
 
 
-def _gdal_batches(
-    reader: pa.RecordBatchReader, meta: dict, fields: list[str], name: str
-) -> Iterator[pa.RecordBatch]:
-    schema = reader.schema
-    geometry = next(
+def _geometry_position(schema: pa.Schema) -> int | None:
+    return next(
         (
-            f.name
-            for f in schema
+            i
+            for i, f in enumerate(schema)
             if (f.metadata or {}).get(b"ARROW:extension:name") == _GEOARROW_WKB
         ),
         None,
     )
-    fid = meta.get("fid_column") or "OGC_FID"
+
+
+def _field_positions(schema: pa.Schema) -> list[int]:
+    geometry = _geometry_position(schema)
+    return [i for i in range(1, len(schema)) if i != geometry]
+
+
+def _gdal_batches(
+    reader: pa.RecordBatchReader, positions: list[int], fields: list[str], name: str
+) -> Iterator[pa.RecordBatch]:
+    geometry = _geometry_position(reader.schema)
     while True:
         try:
             batch = reader.read_next_batch()
@@ -140,10 +150,14 @@ def _gdal_batches(
             return
         except (OSError, pa.ArrowException) as e:
             raise InvalidInputError(name, f"reading failed ({_gdal_message(e)})") from None
-        columns = [batch.column(fid).cast(pa.int64())]
-        columns += [batch.column(f) for f in fields]
-        wkb = batch.column(geometry) if geometry else pa.nulls(batch.num_rows, pa.binary())
-        columns.append(wkb.cast(pa.binary()) if wkb.type != pa.binary() else wkb)
+        columns = [batch.column(0).cast(pa.int64())]
+        columns += [batch.column(i) for i in positions]
+        if geometry is None:
+            wkb = pa.nulls(batch.num_rows, pa.binary())
+        else:
+            wkb = batch.column(geometry)
+            wkb = wkb if wkb.type == pa.binary() else wkb.cast(pa.binary())
+        columns.append(wkb)
         yield pa.RecordBatch.from_arrays(columns, names=[FID, *fields, WKB])
 
 

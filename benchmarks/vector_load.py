@@ -89,8 +89,9 @@ def scratch(prefix: str, admin: psycopg.Connection) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=int, default=1_000_000)
+    parser.add_argument("--formats", default="geojson,gpkg,parquet")
     args = parser.parse_args()
-    files = generate(args.features)
+    files = {f: p for f, p in generate(args.features).items() if f in args.formats.split(",")}
     admin = psycopg.connect(dbname="geo_platform", autocommit=True, **PG)
     databases = [scratch("bench_vector", admin), scratch("bench_dagster", admin)]
     dsn = "postgresql://{user}:{password}@{host}:{port}/".format(**PG) + databases[0]
@@ -130,6 +131,8 @@ def main() -> None:
         print(f"{fmt:8} | {ogr} | {r['ours_s']:.1f} ({r['ours_mb']:.0f}) | {ratio} | "
               f"{r['duckdb_s']:.1f} ({r['duckdb_mb']:.0f})")
     out = HERE / "results" / "vector_load.json"
+    if args.formats != "geojson,gpkg,parquet":
+        return
     out.write_text(json.dumps({"features": n, "results": results}, indent=2) + "\n")
 
 

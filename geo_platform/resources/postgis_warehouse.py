@@ -73,9 +73,7 @@ def hex_strings(array: pa.Array, prefix: bytes) -> pa.Array:
     if not prefix:
         return hexed
     text = pa.large_string()
-    return pc.binary_join_element_wise(
-        pa.scalar(prefix.decode(), text), hexed, pa.scalar("", text)
-    )
+    return pc.binary_join_element_wise(pa.scalar(prefix.decode(), text), hexed, pa.scalar("", text))
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -2,7 +2,10 @@
 STAC items, and a PMTiles archive of vector tiles per table."""
 
 import tempfile
+import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -25,12 +28,20 @@ from geo_platform.lib.vector.load import (
 )
 from geo_platform.lib.vector.names import GEOMETRY_COLUMN
 from geo_platform.lib.vector.tiles import write_pmtiles
-from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
+from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.resources.warehouse import Warehouse
 from geo_platform.settings import get_platform_settings, get_vector_settings
 
 SILVER = "silver"
+# Set by `geo-platform ingest`: the local file being uploaded into bronze, as
+# "<sha256>:<size>:<mtime_ns>:<path>". The load reads it there if it is unchanged.
+LOCAL_COPY_TAG = "geo_platform/local_copy"
+# Uploads into bronze that `geo-platform ingest` runs beside the load, in this process.
+PENDING_UPLOADS: dict[str, Future[None]] = {}
+# How long a load that read a local copy waits for bronze to hold the same content when
+# the upload runs in another process.
+_BRONZE_WAIT_SECONDS = 900
 _RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 _CHECKS = {
     "row_count": "stored rows = source features minus the reported drops, for every table",
@@ -42,6 +53,63 @@ _CHECKS = {
 def export_key(blob_key: str, table: str, suffix: str) -> str:
     """Where a table's GeoParquet (or PMTiles) goes in silver: a pure function of the key."""
     return f"{blob_key}/{table}{suffix}"
+
+
+def local_copy_tag(path: Path, sha256: str) -> str:
+    stat = path.stat()
+    return f"{sha256}:{stat.st_size}:{stat.st_mtime_ns}:{path.resolve()}"
+
+
+def _local_copy(context: dg.AssetExecutionContext) -> tuple[Path, str] | None:
+    """The ingest's local file and its SHA-256, if the tag names one that is unchanged."""
+    tag = context.run.tags.get(LOCAL_COPY_TAG)
+    if not tag:
+        return None
+    sha256, size, mtime_ns, path = tag.split(":", 3)
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    if (stat.st_size, stat.st_mtime_ns) != (int(size), int(mtime_ns)):
+        return None
+    return Path(path), sha256
+
+
+@contextmanager
+def _source(
+    context: dg.AssetExecutionContext, blob_store: BlobStore, key: str
+) -> Iterator[tuple[Path, str | None]]:
+    """The file to read: the ingest's local copy, else the bronze blob (downloaded if
+    the store is remote); and its SHA-256 when known without reading it."""
+    local = _local_copy(context)
+    if local is not None:
+        yield local
+        return
+    blob = blob_store.info(BRONZE, key)
+    with blob_store.local_file(BRONZE, key) as path:
+        yield path, blob.metadata.get(SHA256_METADATA)
+
+
+def _bronze_blob(blob_store: BlobStore, key: str, sha256: str) -> BlobInfo:
+    """The bronze blob, once it holds the content that was loaded (its upload may still
+    be running beside a load that read the local copy)."""
+    pending = PENDING_UPLOADS.get(key)
+    if pending is not None:
+        try:
+            pending.result()
+        except OSError as e:
+            raise dg.Failure(f"{BRONZE}/{key}: cannot copy the file into bronze: {e}") from None
+    deadline = time.monotonic() + _BRONZE_WAIT_SECONDS
+    while True:
+        try:
+            blob = blob_store.info(BRONZE, key)
+        except FileNotFoundError:
+            blob = None
+        if blob is not None and blob.metadata.get(SHA256_METADATA, sha256) == sha256:
+            return blob
+        if time.monotonic() > deadline:
+            raise dg.Failure(f"{BRONZE}/{key} does not hold the file that was loaded")
+        time.sleep(0.2)
 
 
 def _options(key: str):
@@ -95,6 +163,7 @@ def vector_table(
                 )
                 results.append(result)
             records = [_with_export(blob_store, key, r) for r in results]
+        blob = _bronze_blob(blob_store, key, sha256)
     except InvalidInputError as e:
         raise invalid_input_failure(e) from None
     except ConfigurationError as e:

@@ -305,4 +305,3 @@ def _keep_dimension(geom: shapely.Geometry, dimension: int) -> shapely.Geometry 
         multi = shapely.multipolygons(parts)
         return multi if multi.is_valid else shapely.union_all(parts)
     return shapely.multilinestrings(parts) if dimension == 1 else shapely.multipoints(parts)
-

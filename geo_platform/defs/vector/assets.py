@@ -83,6 +83,7 @@ def _source(
     the store is remote); and its SHA-256 when known without reading it."""
     local = _local_copy(context)
     if local is not None:
+        context.log.info(f"{BRONZE}/{key}: reading the ingest's local copy {local[0]}")
         yield local
         return
     blob = blob_store.info(BRONZE, key)
@@ -137,12 +138,11 @@ def vector_table(
     key = context.partition_key
     try:
         options, _ = _options(key)
-        blob = blob_store.info(BRONZE, key)
         with (
             tempfile.TemporaryDirectory(prefix="vector-") as tmp,
-            blob_store.local_file(BRONZE, key) as path,
+            _source(context, blob_store, key) as (path, known_sha256),
         ):
-            sha256 = blob.metadata.get(SHA256_METADATA) or sha256_file(path)
+            sha256 = known_sha256 or sha256_file(path)
             workdir = Path(tmp)
             layers = source_layers(path, key, workdir / "layers", options.zip_limits)
             if not layers:

@@ -191,3 +191,20 @@ def test_tile_bounds():
     west, south, east, north = tile_bounds_lonlat(1, 1, 0)
     assert (west, east) == (0, 180) and south == pytest.approx(0) and north > 85
     assert np.isclose(tile_bounds_lonlat(0, 0, 0)[3], 85.0511287798)
+
+
+def test_valid_batches_keep_their_bytes_and_gain_a_multi_header():
+    """The byte-level promotion writes what GEOS would: one-part multis, Z and M kept."""
+    geoms = [
+        shapely.from_wkt("POLYGON ZM ((0 0 1 5, 1 0 1 5, 1 1 1 5, 0 0 1 5))"),
+        shapely.from_wkt("LINESTRING Z (0 0 1, 1 1 2)"),
+        shapely.from_wkt("MULTIPOLYGON (((0 0, 1 0, 1 1, 0 0)))"),
+        None,
+        shapely.from_wkt("POINT (3 4)"),
+    ]
+    out, keep, stats = _process(geoms)
+    assert keep.all() and stats.promoted == 2 and stats.nulls == 1
+    assert out[0].wkt == "MULTIPOLYGON ZM (((0 0 1 5, 1 0 1 5, 1 1 1 5, 0 0 1 5)))"
+    assert out[1].wkt == "MULTILINESTRING Z ((0 0 1, 1 1 2))"
+    assert out[2].equals(geoms[2]) and out[3] is None and out[4].wkt == "POINT (3 4)"
+    assert dict(stats.types) == {6: 2, 5: 1, 0: 1}

@@ -4,7 +4,7 @@ STAC items, and a PMTiles archive of vector tiles per table."""
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from geo_platform.lib.vector.names import GEOMETRY_COLUMN
 from geo_platform.lib.vector.tiles import write_pmtiles
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.resources.warehouse import Warehouse
+from geo_platform.resources.warehouse import GeometryCheck, Warehouse
 from geo_platform.settings import get_platform_settings, get_vector_settings
 
 SILVER = "silver"
@@ -162,7 +162,14 @@ def vector_table(
                     f"in {result.seconds:.1f} s"
                 )
                 results.append(result)
-            records = [_with_export(blob_store, key, r) for r in results]
+            # The exports upload while the database checks what it stored.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as uploads:
+                exports = [uploads.submit(_with_export, blob_store, key, r) for r in results]
+                found = {
+                    r.table: warehouse.check_geometries(VECTOR_SCHEMA, r.table, GEOMETRY_COLUMN)
+                    for r in results
+                }
+                records = [export.result() for export in exports]
         blob = _bronze_blob(blob_store, key, sha256)
     except InvalidInputError as e:
         raise invalid_input_failure(e) from None
@@ -174,7 +181,7 @@ def vector_table(
     yield dg.MaterializeResult(
         metadata=_metadata(records, stale, skipped, warehouse, sha256, blob.etag)
     )
-    yield from _checks(warehouse, records, options.policy.srid())
+    yield from _checks(found, records, options.policy.srid())
 
 
 def _with_export(blob_store: BlobStore, key: str, result: LayerResult) -> dict:
@@ -234,11 +241,9 @@ def _metadata(
     }
 
 
-def _checks(warehouse: Warehouse, records: list[dict], srid: int) -> Iterator[dg.AssetCheckResult]:
-    found = {
-        r["table"]: warehouse.check_geometries(VECTOR_SCHEMA, r["table"], GEOMETRY_COLUMN)
-        for r in records
-    }
+def _checks(
+    found: dict[str, GeometryCheck], records: list[dict], srid: int
+) -> Iterator[dg.AssetCheckResult]:
     counts = {
         r["table"]: (found[r["table"]].rows, r["source_rows"] - r["dropped"]) for r in records
     }

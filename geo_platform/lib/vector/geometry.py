@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyproj
 import shapely
 from shapely.errors import GEOSException
@@ -139,7 +140,9 @@ class GeometryProcessor:
         """ISO WKB of the stored geometries, and which rows are kept (False: dropped)."""
         n = len(wkb)
         self.stats.features += n
+        linearized = self.stats.linearized
         geoms, unreadable = self._parse(wkb, fids)
+        rewritten = unreadable.any() or self.stats.linearized > linearized
         keep = ~unreadable
         if unreadable.any():
             self.stats.dropped += int(unreadable.sum())
@@ -147,6 +150,11 @@ class GeometryProcessor:
         null = shapely.is_missing(geoms)
         self.stats.nulls += int((null & keep).sum())
         present = ~null
+        fast = None if rewritten else self._as_is(wkb, geoms, present)
+        if fast is not None:
+            out, kinds = fast
+            self._count(geoms[present], kinds[present])
+            return out, keep
         if present.any():
             geoms[present] = self._dimensions(geoms[present])
             if self.transformer is not None:
@@ -159,12 +167,57 @@ class GeometryProcessor:
                 self.stats.drop_reasons["repaired to nothing"] += int(failed.sum())
             geoms[present & keep] = self._promote(geoms[present & keep])
             kept = geoms[present & keep]
-            self.stats.empty += int(shapely.is_empty(kept).sum())
-            self.stats.types.update(shapely.get_type_id(kept).tolist())
-            self.stats.add_bounds(kept)
+            self._count(kept, shapely.get_type_id(kept))
         dimension = 4 if self.policy.keep_m else 3 if self.policy.keep_z else 2
         out = shapely.to_wkb(geoms, flavor="iso", output_dimension=dimension)
         return pa.array(out, type=pa.binary()), keep
+
+    def _count(self, kept: np.ndarray, kinds: np.ndarray) -> None:
+        self.stats.empty += int(shapely.is_empty(kept).sum())
+        values, counts = np.unique(kinds, return_counts=True)
+        self.stats.types.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        self.stats.add_bounds(kept)
+
+    def _as_is(
+        self, wkb: pa.Array, geoms: np.ndarray, present: np.ndarray
+    ) -> tuple[pa.Array, np.ndarray] | None:
+        """The source's own WKB, promoted to multi byte by byte, and the stored type ids,
+        when nothing else would change (no reprojection, Z/M kept, every geometry valid,
+        little-endian ISO WKB); None when the batch needs the full path. Writing WKB
+        anew costs more than everything else done to a batch of valid polygons."""
+        if self.transformer is not None or not self.policy.keep_m:
+            return None
+        wkb = wkb.cast(pa.binary())
+        types = _iso_types(wkb, present)
+        if types is None or not shapely.is_valid(geoms[present]).all():
+            return None
+        n = len(wkb)
+        kinds = np.full(n, -1, dtype=np.int64)
+        kinds[present] = shapely.get_type_id(geoms[present])
+        promote = (kinds == _POLYGON) | (kinds == _LINESTRING)
+        if self.family == "multipoint":
+            promote |= kinds == _POINT
+        if shapely.is_empty(geoms[promote]).any():
+            return None
+        count = int(promote.sum())
+        if not count:
+            return wkb, kinds
+        # A multi geometry of one part: byte order, the multi type (single + 3 in every
+        # ISO Z/M variant), one part, then the part itself.
+        prefix = np.zeros((count, 9), dtype=np.uint8)
+        prefix[:, 0] = 1
+        multi_types = types[promote[present]] + 3
+        prefix[:, 1:5] = multi_types.astype("<u4").view(np.uint8).reshape(-1, 4)
+        prefix[:, 5] = 1
+        prefix_offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.where(promote, 9, 0), out=prefix_offsets[1:])
+        prefixes = pa.Array.from_buffers(
+            pa.binary(), n, [None, pa.py_buffer(prefix_offsets), pa.py_buffer(prefix.tobytes())]
+        )
+        out = pc.binary_join_element_wise(prefixes, wkb, pa.scalar(b"", pa.binary()))
+        kinds[promote] += 3
+        self.stats.promoted += count
+        return out, kinds
 
     def _parse(self, wkb: pa.Array, fids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """Geometries (None for null or unreadable ones) and which were unreadable."""
@@ -273,6 +326,22 @@ _TYPE_NAMES = {
     6: "MultiPolygon",
     7: "GeometryCollection",
 }
+
+
+def _iso_types(wkb: pa.Array, present: np.ndarray) -> np.ndarray | None:
+    """The ISO WKB type codes of the present values, or None unless every one of them
+    is little-endian ISO WKB (not EWKB, whose flags GEOS would have to rewrite)."""
+    n = len(wkb)
+    offsets = np.frombuffer(wkb.buffers()[1], dtype=np.int32)[wkb.offset : wkb.offset + n + 1]
+    starts = offsets[:-1][present]
+    data = wkb.buffers()[2]
+    if data is None or not len(starts):
+        return None
+    header = np.frombuffer(data, dtype=np.uint8)[starts[:, None] + np.arange(5)]
+    types = np.ascontiguousarray(header[:, 1:]).view("<u4").ravel()
+    if (header[:, 0] != 1).any() or (types >= 4000).any():
+        return None
+    return types
 
 
 def type_names(counter: Counter) -> list[str]:

@@ -57,12 +57,21 @@ def generate(n: int) -> dict[str, Path]:
             "geometry": pa.array(shapely.to_wkb(polygons), pa.binary()),
         }
     )
-    geo = {"version": "1.1.0", "primary_column": "geometry",
-           "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"]}}}
+    geo = {
+        "version": "1.1.0",
+        "primary_column": "geometry",
+        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Polygon"]}},
+    }
     pq.write_table(table.replace_schema_metadata({"geo": json.dumps(geo)}), files["parquet"])
     for fmt, driver in (("gpkg", "GPKG"), ("geojson", "GeoJSON")):
-        pyogrio.write_arrow(table, files[fmt], driver=driver, geometry_name="geometry",
-                            geometry_type="Polygon", crs="EPSG:4326")
+        pyogrio.write_arrow(
+            table,
+            files[fmt],
+            driver=driver,
+            geometry_name="geometry",
+            geometry_type="Polygon",
+            crs="EPSG:4326",
+        )
     return files
 
 
@@ -70,11 +79,13 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall seconds and the child's peak RSS (MB) of one command; fails loudly."""
     while Path("/work/QUIET").exists():
         time.sleep(20)
-    start = time.perf_counter()
-    child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
-    output = child.stdout.read().decode() if child.stdout else ""
+    with tempfile.TemporaryFile() as log:
+        start = time.perf_counter()
+        child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        log.seek(0)
+        output = log.read().decode(errors="replace")
     if status != 0:
         raise SystemExit(f"{' '.join(cmd[:3])}... failed:\n{output[-2000:]}")
     return seconds, usage.ru_maxrss / 1024
@@ -86,6 +97,41 @@ def scratch(prefix: str, admin: psycopg.Connection) -> str:
     return name
 
 
+OGR2OGR = "-gt 65536 -lco GEOMETRY_NAME=geom -lco SPATIAL_INDEX=GIST --config PG_USE_COPY YES"
+WARMUP = HERE.parent.parent / "shared" / "data" / "real" / "vectors" / "curve.gpkg"
+
+
+def run_all(files: dict[str, Path], databases: list[str]) -> dict[str, dict[str, float]]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEO_PLATFORM_")}
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-vector-") as tmp:
+        production = dict(
+            base,
+            GEO_PLATFORM_PROFILE="production",
+            GEO_PLATFORM_PG_DATABASE=databases[0],
+            GEO_PLATFORM_PG_DAGSTER_DATABASE=databases[1],
+            GEO_PLATFORM_AZURE_CONTAINER_PREFIX=f"b{uuid.uuid4().hex[:6]}-",
+            GEO_PLATFORM_DATA_DIR=f"{tmp}/prod",
+            DAGSTER_HOME=f"{tmp}/prod/dh",
+        )
+        embedded = dict(base, GEO_PLATFORM_DATA_DIR=f"{tmp}/emb", DAGSTER_HOME=f"{tmp}/emb/dh")
+        ingest = [str(BIN / "geo-platform"), "ingest"]
+        # A first, untimed ingest creates the instance and schemas on both profiles.
+        for env in (production, embedded):
+            timed([*ingest, str(WARMUP), "--collection", "warmup"], env)
+        pg = "PG:" + " ".join(f"{k}={v}" for k, v in PG.items()) + f" dbname={databases[0]}"
+        for fmt, path in files.items():
+            row = results.setdefault(fmt, {"load_before": os.getloadavg()[0]})
+            if fmt != "parquet":
+                ogr = ["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "-nln", f"ogr_{fmt}"]
+                row["ogr2ogr_s"], row["ogr2ogr_mb"] = timed([*ogr, *OGR2OGR.split()], base)
+            command = [*ingest, str(path), "--collection", f"b{fmt}"]
+            row["ours_s"], row["ours_mb"] = timed(command, production)
+            row["duckdb_s"], row["duckdb_mb"] = timed(command, embedded)
+            row["load_after"] = os.getloadavg()[0]
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--features", type=int, default=1_000_000)
@@ -95,45 +141,26 @@ def main() -> None:
     admin = psycopg.connect(dbname="geo_platform", autocommit=True, **PG)
     databases = [scratch("bench_vector", admin), scratch("bench_dagster", admin)]
     dsn = "postgresql://{user}:{password}@{host}:{port}/".format(**PG) + databases[0]
-    subprocess.run([BIN / "pypgstac", "migrate", "--dsn", dsn], check=True, capture_output=True)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GEO_PLATFORM_")}
-    results: dict[str, dict[str, float]] = {}
     try:
-        with tempfile.TemporaryDirectory(prefix="bench-vector-") as tmp:
-            production = dict(base, GEO_PLATFORM_PROFILE="production",
-                              GEO_PLATFORM_PG_DATABASE=databases[0],
-                              GEO_PLATFORM_PG_DAGSTER_DATABASE=databases[1],
-                              GEO_PLATFORM_AZURE_CONTAINER_PREFIX=f"b{uuid.uuid4().hex[:6]}-",
-                              GEO_PLATFORM_DATA_DIR=f"{tmp}/prod", DAGSTER_HOME=f"{tmp}/prod/dh")
-            embedded = dict(base, GEO_PLATFORM_DATA_DIR=f"{tmp}/emb", DAGSTER_HOME=f"{tmp}/emb/dh")
-            # A first, untimed ingest creates the instance and schemas on both profiles.
-            for env in (production, embedded):
-                timed([str(BIN / "geo-platform"), "ingest", str(HERE.parent.parent / "shared/data/real/vectors/curve.gpkg"), "--collection", "warmup"], env)
-            for fmt, path in files.items():
-                row = results.setdefault(fmt, {})
-                if fmt != "parquet":
-                    pg = "PG:" + " ".join(f"{k}={v}" for k, v in PG.items()) + f" dbname={databases[0]}"
-                    row["ogr2ogr_s"], row["ogr2ogr_mb"] = timed(
-                        ["ogr2ogr", "-f", "PostgreSQL", pg, str(path), "-nln", f"ogr_{fmt}",
-                         "-gt", "65536", "-lco", "GEOMETRY_NAME=geom", "-lco", "SPATIAL_INDEX=GIST",
-                         "--config", "PG_USE_COPY", "YES"], base)
-                ingest = [str(BIN / "geo-platform"), "ingest", str(path), "--collection", f"b{fmt}"]
-                row["ours_s"], row["ours_mb"] = timed(ingest, production)
-                row["duckdb_s"], row["duckdb_mb"] = timed(ingest, embedded)
+        subprocess.run([BIN / "pypgstac", "migrate", "--dsn", dsn], check=True, capture_output=True)
+        results = run_all(files, databases)
     finally:
         for name in databases:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    n = args.features
-    print(f"{n:,} polygons | ogr2ogr s (MB) | ingest PostGIS s (MB) | ratio features/s | ingest DuckDB s (MB)")
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            admin.execute(drop.format(sql.Identifier(name)))
+    print(f"{args.features:,} polygons: seconds (peak MB), load average before/after")
+    print("format  | ogr2ogr     | ingest PostGIS | ours/ogr2ogr features/s | ingest DuckDB")
     for fmt, r in results.items():
         ogr = f"{r['ogr2ogr_s']:.1f} ({r['ogr2ogr_mb']:.0f})" if "ogr2ogr_s" in r else "n/a"
         ratio = f"{r['ogr2ogr_s'] / r['ours_s']:.2f}x" if "ogr2ogr_s" in r else "n/a"
-        print(f"{fmt:8} | {ogr} | {r['ours_s']:.1f} ({r['ours_mb']:.0f}) | {ratio} | "
-              f"{r['duckdb_s']:.1f} ({r['duckdb_mb']:.0f})")
-    out = HERE / "results" / "vector_load.json"
-    if args.formats != "geojson,gpkg,parquet":
-        return
-    out.write_text(json.dumps({"features": n, "results": results}, indent=2) + "\n")
+        print(
+            f"{fmt:7} | {ogr:11} | {r['ours_s']:.1f} ({r['ours_mb']:.0f})    | {ratio:24} | "
+            f"{r['duckdb_s']:.1f} ({r['duckdb_mb']:.0f})  [load {r['load_before']:.1f}"
+            f"/{r['load_after']:.1f}]"
+        )
+    if args.formats == parser.get_default("formats"):
+        out = HERE / "results" / "vector_load.json"
+        out.write_text(json.dumps({"features": args.features, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

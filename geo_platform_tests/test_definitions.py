@@ -30,6 +30,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "vector_table:row_count",
         "vector_table:geometries_valid",
         "vector_table:srid",
+        "vector_item:item_valid",
     }
     assert definitions.resolve_sensor_def("bronze_rasters").job_name == "raster_ingest"
     automation = definitions.resolve_sensor_def("default_automation_condition_sensor")

@@ -227,7 +227,7 @@ def test_asset_checks_pass_and_report(settings, instance, tmp_path: Path):
     result = job.execute_in_process(instance=instance, partition_key="checks/b.geojson")
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {"row_count", "geometries_valid", "srid"}
+    assert set(evaluations) == {"row_count", "geometries_valid", "srid", "item_valid"}
     assert all(e.passed for e in evaluations.values())
     assert "5 stored, 5 expected" in str(evaluations["row_count"].metadata)
     materialization = result.asset_materializations_for_node("vector_table")[0]

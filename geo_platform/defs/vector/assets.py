@@ -17,6 +17,7 @@ from geo_platform.errors import ConfigurationError, InvalidInputError
 from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.stac.ids import collection_id
+from geo_platform.lib.stac.validation import validate_item
 from geo_platform.lib.vector.config import vector_options
 from geo_platform.lib.vector.item import VECTOR_COLLECTION, build_vector_item, vector_collection
 from geo_platform.lib.vector.load import (
@@ -272,6 +273,11 @@ def _checks(
     deps=[vector_table],
     group_name="vector",
     kinds={"stac"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "item_valid", asset="vector_item", description="every item validates offline"
+        )
+    ],
     retry_policy=_RETRY,
     pool=STAC_WRITER_POOL,
 )
@@ -280,7 +286,7 @@ def vector_item(
     blob_store: BlobStore,
     warehouse: dg.ResourceParam[Warehouse],
     stac_catalog: dg.ResourceParam[StacCatalog],
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """One STAC item per table of the file (table extension: columns, row count; footprint;
     the GeoParquet export as its data asset), upserted into the ``vectors`` collection."""
     key = context.partition_key
@@ -301,8 +307,14 @@ def vector_item(
     if stac_catalog.get_collection(VECTOR_COLLECTION) is None:
         stac_catalog.upsert_collection(vector_collection())
     stac_catalog.upsert_items(items)
-    return dg.MaterializeResult(
+    problems = [f"{i['id']}: {p}" for i in items for p in validate_item(i)]
+    yield dg.MaterializeResult(
         metadata={"collection": VECTOR_COLLECTION, "items": ", ".join(i["id"] for i in items)}
+    )
+    yield dg.AssetCheckResult(
+        check_name="item_valid",
+        passed=not problems,
+        metadata={"problems": "; ".join(problems) or "none"},
     )
 
 

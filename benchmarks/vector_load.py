@@ -84,6 +84,7 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
         child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
+        child.returncode = status = os.waitstatus_to_exitcode(status)
         log.seek(0)
         output = log.read().decode(errors="replace")
     if status != 0:

@@ -111,7 +111,9 @@ def _process(geometries, policy=None, declared="Unknown", crs="EPSG:4326"):
     processor = GeometryProcessor(
         source_crs=pyproj.CRS.from_user_input(crs), policy=policy, declared_type=declared
     )
-    wkb = pa.array([None if g is None else shapely.to_wkb(g) for g in geometries], pa.binary())
+    wkb = pa.array(
+        [None if g is None else shapely.to_wkb(g, flavor="iso") for g in geometries], pa.binary()
+    )
     out, keep = processor.process(wkb, pa.array(range(len(geometries)), pa.int64()))
     return (
         [None if v is None else shapely.from_wkb(v) for v in out.to_pylist()],
@@ -195,6 +197,23 @@ def test_tile_bounds():
 
 def test_valid_batches_keep_their_bytes_and_gain_a_multi_header():
     """The byte-level promotion writes what GEOS would: one-part multis, Z and M kept."""
+    kept_bytes = GeometryProcessor._as_is
+    calls = []
+
+    def spy(self, wkb, geoms, present):
+        result = kept_bytes(self, wkb, geoms, present)
+        calls.append(result is not None)
+        return result
+
+    GeometryProcessor._as_is = spy  # type: ignore[method-assign]
+    try:
+        _check_byte_level_promotion()
+    finally:
+        GeometryProcessor._as_is = kept_bytes  # type: ignore[method-assign]
+    assert calls == [True]
+
+
+def _check_byte_level_promotion():
     geoms = [
         shapely.from_wkt("POLYGON ZM ((0 0 1 5, 1 0 1 5, 1 1 1 5, 0 0 1 5))"),
         shapely.from_wkt("LINESTRING Z (0 0 1, 1 1 2)"),

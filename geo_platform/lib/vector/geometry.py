@@ -215,7 +215,8 @@ class GeometryProcessor:
             pa.binary(), n, [None, pa.py_buffer(prefix_offsets), pa.py_buffer(prefix.tobytes())]
         )
         out = pc.binary_join_element_wise(prefixes, wkb, pa.scalar(b"", pa.binary()))
-        kinds[promote] += 3
+        # GEOS type ids (not WKB codes): Point 0 -> 4, LineString 1 -> 5, Polygon 3 -> 6.
+        kinds[promote] = np.where(kinds[promote] == _POLYGON, _MULTIPOLYGON, kinds[promote] + 4)
         self.stats.promoted += count
         return out, kinds
 

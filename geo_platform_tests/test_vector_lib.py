@@ -227,3 +227,30 @@ def _check_byte_level_promotion():
     assert out[1].wkt == "MULTILINESTRING Z ((0 0 1, 1 1 2))"
     assert out[2].equals(geoms[2]) and out[3] is None and out[4].wkt == "POINT (3 4)"
     assert dict(stats.types) == {6: 2, 5: 1, 0: 1}
+
+
+def test_a_crs_that_cannot_be_transformed_is_refused(tmp_path: Path):
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    for part in (inputs.REAL_VECTORS / "naturalearth_lowres").iterdir():
+        if part.suffix in (".shp", ".shx", ".dbf"):
+            (folder / part.name).write_bytes(part.read_bytes())
+    (folder / "naturalearth_lowres.prj").write_text(
+        'PROJCS["garbage",GEOGCS["nonsense",DATUM["x",SPHEROID["y",1,0]]],PROJECTION["Made_Up"]]'
+    )
+    archive = tmp_path / "garbage.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for part in sorted(folder.iterdir()):
+            zf.write(part, part.name)
+    (layer,) = source_layers(archive, "x/garbage.zip", tmp_path / "work", LIMITS)
+    with pytest.raises(InvalidInputError, match="cannot be transformed"):
+        load_layer(layer, "x/garbage.zip", VectorOptions(), tmp_path / "e.parquet", lambda s, b: 0)
+
+
+def test_points_the_target_crs_cannot_hold_are_dropped_and_counted():
+    # The antipode of Europe's equal-area projection's centre has no place in it.
+    antipode = shapely.from_wkt("POINT (-170 -52)")
+    policy = GeometryPolicy(target_crs="EPSG:3035")
+    out, keep, stats = _process([antipode, shapely.from_wkt("POINT (10 50)")], policy)
+    assert keep.tolist() == [False, True] and stats.dropped == 1
+    assert dict(stats.drop_reasons) == {"outside the target CRS": 1}

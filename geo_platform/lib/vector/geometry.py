@@ -159,6 +159,15 @@ class GeometryProcessor:
             geoms[present] = self._dimensions(geoms[present])
             if self.transformer is not None:
                 geoms[present] = self._reproject(geoms[present])
+                # Points the target CRS cannot hold come back infinite: drop, and say so.
+                bounds = shapely.bounds(geoms[present])
+                lost = np.zeros(n, dtype=bool)
+                lost[present] = np.isinf(bounds).any(axis=1)
+                if lost.any():
+                    keep[lost] = False
+                    present &= ~lost
+                    self.stats.dropped += int(lost.sum())
+                    self.stats.drop_reasons["outside the target CRS"] += int(lost.sum())
             repaired, failed = self._repair(geoms, present)
             self.stats.repaired += repaired
             if failed.any():

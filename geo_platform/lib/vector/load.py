@@ -179,12 +179,19 @@ def load_layer(
     srid = options.policy.srid()
     with open_layer(layer, batch_size=options.batch_size, name=name) as (info, batches):
         source_crs = _source_crs(info, options, name)
-        processor = GeometryProcessor(
-            source_crs=source_crs,
-            policy=options.policy,
-            declared_type=info.declared_type,
-            relinearize=info.relinearize,  # type: ignore[arg-type]
-        )
+        try:
+            processor = GeometryProcessor(
+                source_crs=source_crs,
+                policy=options.policy,
+                declared_type=info.declared_type,
+                relinearize=info.relinearize,  # type: ignore[arg-type]
+            )
+        except pyproj.exceptions.ProjError as e:
+            raise InvalidInputError(
+                name,
+                f"its CRS ({source_crs.name}) cannot be transformed to "
+                f"{options.policy.target_crs}: {str(e).split(':')[-1].strip()}",
+            ) from None
         mapping_ = column_names(info.fields)
         spec, kinds = _table_spec(table, info, mapping_, srid)
         # Three stages on their own threads: GDAL parses, GEOS repairs, the database writes.

@@ -251,6 +251,6 @@ def test_points_the_target_crs_cannot_hold_are_dropped_and_counted():
     # The antipode of Europe's equal-area projection's centre has no place in it.
     antipode = shapely.from_wkt("POINT (-170 -52)")
     policy = GeometryPolicy(target_crs="EPSG:3035")
-    out, keep, stats = _process([antipode, shapely.from_wkt("POINT (10 50)")], policy)
+    _, keep, stats = _process([antipode, shapely.from_wkt("POINT (10 50)")], policy)
     assert keep.tolist() == [False, True] and stats.dropped == 1
     assert dict(stats.drop_reasons) == {"outside the target CRS": 1}

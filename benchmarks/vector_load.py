@@ -28,7 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyogrio
 import shapely
+from azure.storage.blob import BlobServiceClient
 from psycopg import sql
+
+from geo_platform.settings import AZURITE_CONNECTION_STRING
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data" / "vector"
@@ -102,7 +105,9 @@ OGR2OGR = "-gt 65536 -lco GEOMETRY_NAME=geom -lco SPATIAL_INDEX=GIST --config PG
 WARMUP = HERE.parent.parent / "shared" / "data" / "real" / "vectors" / "curve.gpkg"
 
 
-def run_all(files: dict[str, Path], databases: list[str]) -> dict[str, dict[str, float]]:
+def run_all(
+    files: dict[str, Path], databases: list[str], prefix: str
+) -> dict[str, dict[str, float]]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("GEO_PLATFORM_")}
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-vector-") as tmp:
@@ -111,7 +116,7 @@ def run_all(files: dict[str, Path], databases: list[str]) -> dict[str, dict[str,
             GEO_PLATFORM_PROFILE="production",
             GEO_PLATFORM_PG_DATABASE=databases[0],
             GEO_PLATFORM_PG_DAGSTER_DATABASE=databases[1],
-            GEO_PLATFORM_AZURE_CONTAINER_PREFIX=f"b{uuid.uuid4().hex[:6]}-",
+            GEO_PLATFORM_AZURE_CONTAINER_PREFIX=prefix,
             GEO_PLATFORM_DATA_DIR=f"{tmp}/prod",
             DAGSTER_HOME=f"{tmp}/prod/dh",
         )
@@ -142,10 +147,15 @@ def main() -> None:
     admin = psycopg.connect(dbname="geo_platform", autocommit=True, **PG)
     databases = [scratch("bench_vector", admin), scratch("bench_dagster", admin)]
     dsn = "postgresql://{user}:{password}@{host}:{port}/".format(**PG) + databases[0]
+    prefix = f"b{uuid.uuid4().hex[:6]}-"
     try:
         subprocess.run([BIN / "pypgstac", "migrate", "--dsn", dsn], check=True, capture_output=True)
-        results = run_all(files, databases)
+        results = run_all(files, databases, prefix)
     finally:
+        # The copies in Azurite's bronze and silver are gigabytes: never leave them behind.
+        service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+        for container in service.list_containers(name_starts_with=prefix):
+            service.delete_container(container.name)
         for name in databases:
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             admin.execute(drop.format(sql.Identifier(name)))

@@ -1,10 +1,11 @@
 """The one place that chooses the active profile's backends.
 
-``embedded``: blobs in folders, the catalog in a DuckDB file. ``production``: Azure Blob
-Storage and pgSTAC. The command line gets plain objects (``stac_catalog`` imports no
-Dagster, so ``geo-platform stac ...`` starts in the time its backend's libraries take);
-Dagster gets the same backends as resources (``dagster_resources``), with secrets passed
-as ``dg.EnvVar`` so that the UI, which shows resource config, never shows them.
+``embedded``: blobs in folders, the catalog and the warehouse in DuckDB files.
+``production``: Azure Blob Storage, pgSTAC and PostGIS. The command line gets plain
+objects (``stac_catalog`` imports no Dagster, so ``geo-platform stac ...`` starts in the
+time its backend's libraries take); Dagster gets the same backends as resources
+(``dagster_resources``), with secrets passed as ``dg.EnvVar`` so that the UI, which shows
+resource config, never shows them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from geo_platform.settings import (
 if TYPE_CHECKING:
     from geo_platform.resources.blob_store import BlobStore
     from geo_platform.resources.stac_catalog import StacCatalog
+    from geo_platform.resources.warehouse import Warehouse
 
 # Run workers are child processes: they inherit these and Dagster resolves them.
 PGSTAC_DSN_ENV = "GEO_PLATFORM_PGSTAC_DSN"
@@ -42,6 +44,18 @@ def stac_catalog(settings: PlatformSettings) -> StacCatalog:
     from geo_platform.resources.duckdb_catalog import DuckDBCatalog
 
     return DuckDBCatalog(path=str(settings.catalog_path))
+
+
+def warehouse(settings: PlatformSettings) -> Warehouse:
+    """The profile's warehouse of vector and H3 tables: PostGIS (production) or
+    ``warehouse.duckdb`` (embedded)."""
+    if _production(settings):
+        from geo_platform.resources.postgis_warehouse import PostgisWarehouse
+
+        return PostgisWarehouse(dsn=get_postgres_settings().dsn())
+    from geo_platform.resources.duckdb_warehouse import DuckDBWarehouse
+
+    return DuckDBWarehouse(path=str(settings.warehouse_path))
 
 
 def blob_store(settings: PlatformSettings, *, secrets_from_env: bool = False) -> BlobStore:
@@ -76,13 +90,21 @@ def dagster_resources(settings: PlatformSettings | None = None) -> dict[str, Any
         DuckDBCatalogResource,
         PgstacCatalogResource,
     )
+    from geo_platform.resources.warehouse_resources import (
+        DuckDBWarehouseResource,
+        PostgisWarehouseResource,
+    )
 
     settings = settings or get_platform_settings()
     store = blob_store(settings, secrets_from_env=True)
     catalog: dg.ConfigurableResource
+    tables: dg.ConfigurableResource
     if _production(settings):
         os.environ[PGSTAC_DSN_ENV] = get_postgres_settings().dsn()
         catalog = PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
+        # The same database holds pgSTAC and the PostGIS tables.
+        tables = PostgisWarehouseResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
     else:
         catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
-    return {"blob_store": store, "stac_catalog": catalog}
+        tables = DuckDBWarehouseResource(path=str(settings.warehouse_path))
+    return {"blob_store": store, "stac_catalog": catalog, "warehouse": tables}

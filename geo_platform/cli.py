@@ -66,25 +66,38 @@ def main() -> None:
     help="Files per Dagster run (default: GEO_PLATFORM_RUN_BATCH_SIZE, 100).",
 )
 @click.option("--verbose", is_flag=True, help="Show Dagster's own log, tracebacks included.")
+@click.option(
+    "--vector-tiles/--no-vector-tiles",
+    default=False,
+    show_default=True,
+    help="Also make the vector files' PMTiles (otherwise the automation sensor does).",
+)
 def ingest_command(
     paths: tuple[Path, ...],
     collection: str,
     output_tier: str | None,
     batch_size: int | None,
     verbose: bool,
+    vector_tiles: bool,
 ) -> None:
-    """Copy files (or folders of rasters) into bronze and materialize them."""
+    """Copy files (or folders of rasters and vector files) into bronze and materialize them."""
+    from geo_platform.errors import GeoPlatformError
     from geo_platform.ingest import ingest
 
-    outcomes = ingest(
-        paths,
-        collection=collection,
-        output_tier=output_tier,
-        settings=get_platform_settings(),
-        report=_print_outcome,
-        batch_size=batch_size,
-        verbose=verbose,
-    )
+    try:
+        outcomes = ingest(
+            paths,
+            collection=collection,
+            output_tier=output_tier,
+            settings=get_platform_settings(),
+            report=_print_outcome,
+            batch_size=batch_size,
+            verbose=verbose,
+            vector_tiles=vector_tiles,
+        )
+    except (GeoPlatformError, ValueError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
     failed = [o for o in outcomes if not o.ok]
     click.echo(f"{len(outcomes) - len(failed)} ok, {len(failed)} failed")
     sys.exit(1 if failed or not outcomes else 0)
@@ -163,7 +176,13 @@ def backfill_command(
 
 
 def _print_outcome(outcome) -> None:
-    if outcome.ok:
+    table = outcome.metadata.get("vector_table") if outcome.ok else None
+    if table is not None:
+        click.echo(
+            f"ok      {outcome.blob_key}  ({table.get('rows', 0):,} rows in {table.get('tables')}"
+            f"; repaired {table.get('repaired', 0)}, dropped {table.get('dropped', 0)})"
+        )
+    elif outcome.ok:
         tiers = [
             f"{name.removeprefix('cog_')} {_human_bytes(meta['size_bytes'])}"
             for name, meta in sorted(outcome.metadata.items())
@@ -280,6 +299,60 @@ def stac_load(
         f"({method}, {report.items_per_second:,.0f} items/s)"
     )
     sys.exit(1 if report.rejected else 0)
+
+
+@main.command("query")
+@click.argument("sql")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+def query_command(sql: str, output_format: str) -> None:
+    """Run read-only SQL (DuckDB) over the platform's tables, e.g.
+    'SELECT name FROM vector.some_table LIMIT 5'. Writes, ATTACH, INSTALL/LOAD, COPY and
+    file reads outside the platform's data are refused."""
+    import csv
+
+    import orjson
+
+    from geo_platform.errors import GeoPlatformError
+    from geo_platform.query import display_rows, run_query
+
+    try:
+        result = run_query(sql, get_platform_settings())
+    except GeoPlatformError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    names, rows = display_rows(result)
+    if output_format == "json":
+        records = [dict(zip(names, row, strict=True)) for row in rows]
+        sys.stdout.write(orjson.dumps(records, default=str, option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+    elif output_format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        click.echo(_text_table(names, rows))
+
+
+def _text_table(names: list[str], rows: list[list], width: int = 60) -> str:
+    def cell(value) -> str:
+        text = "NULL" if value is None else str(value)
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
+    lines = [
+        " | ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)),
+        "-+-".join("-" * w for w in widths),
+    ]
+    lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(lines)
 
 
 @main.command("doctor")

@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.lib.hashing import sha256_file
-from geo_platform.lib.partition_keys import (
-    is_raster_key,
-    partition_key_problem,
-)
+from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.vector.formats import is_vector_key
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.settings import PlatformSettings, get_run_settings
 
@@ -44,13 +42,14 @@ class IngestOutcome:
 
 
 def collect_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
-    """``(file, name inside the collection)``; folders contribute their raster files."""
+    """``(file, name inside the collection)``; folders contribute their raster and vector
+    files."""
     found: list[tuple[Path, str]] = []
     for path in paths:
         if path.is_dir():
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 relative = file.relative_to(path).as_posix()
-                if is_raster_key(relative):
+                if is_raster_key(relative) or is_vector_key(relative):
                     found.append((file, relative))
         else:
             found.append((path, path.name))
@@ -72,8 +71,10 @@ def ingest(
     report: Callable[[IngestOutcome], None] = lambda outcome: None,
     batch_size: int | None = None,
     verbose: bool = False,
+    vector_tiles: bool = False,
 ) -> list[IngestOutcome]:
-    """Ingest every file; ``report`` is called for each as its batch finishes."""
+    """Ingest every file; ``report`` is called for each as its batch finishes. Vector
+    files go their own way (``geo_platform.vector_ingest``), one run each."""
     check_collection_name(collection)
     outcomes: list[IngestOutcome] = []
 
@@ -82,14 +83,21 @@ def ingest(
         outcomes.append(outcome)
 
     files: dict[str, Path] = {}
+    vectors: dict[str, Path] = {}
     for source, name in collect_files(paths):
         key = f"{collection}/{name}"
         if not source.is_file():
             done(IngestOutcome(source, key, False, f"{source}: no such file"))
         elif problem := partition_key_problem(key):
             done(IngestOutcome(source, key, False, f"{source}: {problem}"))
+        elif is_vector_key(key):
+            vectors[key] = source
         else:
             files[key] = source
+    if vectors:
+        from geo_platform.vector_ingest import ingest_vectors
+
+        ingest_vectors(vectors, settings=settings, tiles=vector_tiles, report=done)
     if not files:
         return outcomes
     store = profile_blob_store(settings)

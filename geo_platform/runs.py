@@ -15,9 +15,16 @@ from typing import Any
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import FAILED_RASTERS, STAC_ITEM, TIER_ASSETS, VALIDATION
+from geo_platform.defs.bronze import observation
+from geo_platform.defs.raster.assets import (
+    BRONZE_RASTER,
+    FAILED_RASTERS,
+    STAC_ITEM,
+    TIER_ASSETS,
+    VALIDATION,
+)
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
-from geo_platform.defs.raster.sensors import COLLECTION_TAG, observation
+from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.instance import get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.partition_keys import contiguous_batches
@@ -78,7 +85,7 @@ class RasterRunner:
         # Observed before any run: the bronze sensor then knows these versions are
         # taken care of and leaves them alone, whatever happens to the runs.
         for key, etag in etags.items():
-            self.instance.report_runless_asset_event(observation(key, etag))
+            self.instance.report_runless_asset_event(observation(BRONZE_RASTER, key, etag))
         ordered = self.instance.get_dynamic_partitions(RASTER_PARTITIONS)
         by_collection: dict[str, set[str]] = defaultdict(set)
         for key in etags:
@@ -144,7 +151,7 @@ def outcomes_of(result: dg.ExecuteInProcessResult, batch: list[str]) -> list[Ras
             if user and FAILED_RASTERS in user.metadata:
                 failed.update(user.metadata[FAILED_RASTERS].value)  # type: ignore[arg-type]
             else:
-                step_error = _error_message(event)
+                step_error = error_message(event)
     outcomes = []
     for key in batch:
         if key in failed:
@@ -157,7 +164,7 @@ def outcomes_of(result: dg.ExecuteInProcessResult, batch: list[str]) -> list[Ras
     return outcomes
 
 
-def _error_message(event: Any) -> str:
+def error_message(event: Any) -> str:
     data = event.step_failure_data
     if data.user_failure_data and data.user_failure_data.description:
         return str(data.user_failure_data.description)

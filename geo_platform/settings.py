@@ -47,6 +47,11 @@ class PlatformSettings(BaseSettings):
         return (self.scratch_dir or self.data_dir / "scratch").resolve()
 
     @property
+    def warehouse_path(self) -> Path:
+        """The embedded profile's warehouse (vector and H3 tables), apart from the catalog."""
+        return self.data_dir.resolve() / "warehouse.duckdb"
+
+    @property
     def collections_path(self) -> Path:
         return (self.collections_file or self.data_dir / "collections.yaml").resolve()
 
@@ -99,6 +104,24 @@ class LimitSettings(BaseSettings):
     max_pixels: int = Field(default=2_000_000_000, gt=0)
     max_file_bytes: int = Field(default=20 * 1024**3, gt=0)
     max_bands: int = Field(default=64, gt=0)
+
+
+class VectorSettings(BaseSettings):
+    """Defaults of vector loading; a collection can override the geometry ones
+    (``vector:`` in the collections file)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_VECTOR_")
+
+    batch_size: int = Field(default=65_536, gt=0)
+    target_crs: str = "EPSG:4326"
+    keep_z: bool = True
+    keep_m: bool = True
+    tiles_min_zoom: int = Field(default=0, ge=0, le=22)
+    tiles_max_zoom: int = Field(default=10, ge=0, le=22)
+    # Zip bombs: the shapefiles of one archive may expand to this much, and no entry
+    # over 8 MB may expand more than max_zip_ratio times.
+    max_unzipped_bytes: int = Field(default=20 * 1024**3, gt=0)
+    max_zip_ratio: float = Field(default=500.0, gt=1)
 
 
 AZURITE_CONNECTION_STRING = (
@@ -165,3 +188,7 @@ def get_limit_settings() -> LimitSettings:
 
 def get_run_settings() -> RunSettings:
     return RunSettings()
+
+
+def get_vector_settings() -> VectorSettings:
+    return VectorSettings()

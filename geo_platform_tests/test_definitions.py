@@ -17,6 +17,9 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "cog_archive",
         "stac_item",
         "collection_summary",
+        "vector_table",
+        "vector_item",
+        "vector_tiles",
     }
     assert {k.to_user_string() for k in graph.asset_check_keys} == {
         "cog_visualization:valid_cog",
@@ -25,6 +28,10 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "cog_archive:valid_cog",
         "cog_archive:lossless",
         "stac_item:item_valid",
+        "vector_table:row_count",
+        "vector_table:geometries_valid",
+        "vector_table:srid",
+        "vector_item:item_valid",
     }
     sensor = definitions.resolve_sensor_def("bronze_rasters")
     assert {job.name for job in sensor.jobs} == {"raster_ingest", "raster_cleanup"}
@@ -53,3 +60,14 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         dg.AssetKey("cog_analysis"),
         dg.AssetKey("cog_archive"),
     }
+    assert definitions.resolve_sensor_def("bronze_vectors").job_name == "vector_ingest"
+    for key in ("vector_table", "vector_item", "vector_tiles"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.partitions_def.name == "vector_sources"
+        assert node.description, f"{key} needs a description for the UI"
+    assert graph.get(dg.AssetKey("vector_tiles")).automation_condition is not None
+    assert set(definitions.resolve_job_def("vector_ingest").asset_layer.executable_asset_keys) >= {
+        dg.AssetKey("vector_table"),
+        dg.AssetKey("vector_item"),
+    }
+    assert graph.get(dg.AssetKey("vector_table")).parent_keys == {dg.AssetKey("bronze_vector")}

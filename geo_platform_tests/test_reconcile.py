@@ -120,9 +120,10 @@ def test_the_nightly_schedule_requests_what_was_never_finished(
     assert [r.tags["dagster/asset_partition_range_start"] for r in requests] == ["night/landed.tif"]
     assert "night/landed.tif" in instance.get_dynamic_partitions("rasters")
     # Observed: the sensor leaves the version to the requested run.
-    from geo_platform.defs.raster.sensors import latest_observed
+    from geo_platform.defs.bronze import latest_observed
+    from geo_platform.defs.raster.assets import BRONZE_RASTER
 
-    assert latest_observed(instance, ["night/landed.tif"]) == {
+    assert latest_observed(instance, BRONZE_RASTER, ["night/landed.tif"]) == {
         "night/landed.tif": store.info("bronze", "night/landed.tif").etag
     }
 

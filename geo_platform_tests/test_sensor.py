@@ -217,3 +217,41 @@ def test_a_tick_that_fails_while_storage_is_down_misses_nothing(instance, real_r
     resumed = _tick(instance, up, first.cursor)
     assert _ranged_keys(instance, resumed) == [["az/second.tif"]]
     assert json.loads(resumed.cursor)["token"] is None
+
+
+def test_vectors_and_rasters_in_one_folder_go_to_their_own_sensor(
+    settings, instance, bronze, real_rasters, settled, monkeypatch
+):
+    from geo_platform.defs.vector import sensors as vector_sensors
+
+    from . import vector_inputs
+
+    monkeypatch.setattr(vector_sensors, "SETTLE", dt.timedelta(0))
+    store = LocalBlobStore(root=str(settings.blob_root))
+    _land(real_rasters, bronze, "image_rgb.tif", "mix/a.tif")
+    vector_inputs.mixed_types(bronze / "mix" / "b.geojson")
+    vector_inputs.shapefile_zip(bronze / "mix" / "c.zip")
+    (bronze / "mix" / "notes.txt").write_text("neither")
+
+    assert _ranged_keys(instance, _tick(instance, store)) == [["mix/a.tif"]]
+
+    def vector_tick(cursor=None):
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"blob_store": store}
+        )
+        result = vector_sensors.bronze_vectors(context)
+        for request in result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+        for event in result.asset_events:
+            instance.report_runless_asset_event(event)
+        return result
+
+    vectors = vector_tick()
+    assert [r.partition_key for r in vectors.run_requests] == ["mix/b.geojson", "mix/c.zip"]
+    assert instance.get_dynamic_partitions("vector_sources") == ["mix/b.geojson", "mix/c.zip"]
+    # Observed: the next pass over the container asks for nothing more...
+    assert vector_tick(vectors.cursor).run_requests == []
+    # ...until a file changes.
+    (bronze / "mix" / "b.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    changed = vector_tick(vectors.cursor)
+    assert [r.partition_key for r in changed.run_requests] == ["mix/b.geojson"]

@@ -11,7 +11,7 @@ import bisect
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -99,6 +99,7 @@ def plan_page(
     now: dt.datetime,
     settle: dt.timedelta,
     max_changes: int,
+    accept: Callable[[str], bool] = is_raster_key,
 ) -> TickPlan:
     """What one page of the listing asks for.
 
@@ -107,6 +108,8 @@ def plan_page(
     later: an ingest that uploaded it records its observation within that time, so the
     sensor never runs a version someone else is running. At most ``max_changes``
     versions are handed out; when there are more, the cursor stays on this page.
+    ``accept`` says which keys this plan is about (rasters by default, vectors for the
+    vector sensor).
     """
     rejected_before = set(cursor.rejected)
     changed: list[tuple[str, str]] = []
@@ -115,7 +118,7 @@ def plan_page(
     unsettled = 0
     capped = False
     for blob in blobs:
-        if not is_raster_key(blob.key):
+        if not accept(blob.key):
             continue
         problem = partition_key_problem(blob.key)
         if problem:

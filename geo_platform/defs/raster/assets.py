@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from geo_platform.defs.bronze import DATA_VERSION_TAG, SOURCE_ETAG, bronze_source
 from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
 from geo_platform.processing.raster import (
@@ -43,12 +44,9 @@ VALIDATION = dg.AssetKey("raster_validation")
 TIER_ASSETS = {tier: dg.AssetKey(f"cog_{tier.value}") for tier in Tier}
 STAC_ITEM = dg.AssetKey("stac_item")
 RASTER_ASSETS = [VALIDATION, *TIER_ASSETS.values(), STAC_ITEM]
-# The bronze blob's ETag, recorded so that the sensor knows what was already ingested.
-SOURCE_ETAG = "source_etag"
-# Data versions are the one tag Dagster indexes by partition: a validation's is the blob
-# version (ETag) it was made from; a blob version that failed as invalid input is
-# recorded as an observation of the validation whose data version has this prefix.
-DATA_VERSION_TAG = "dagster/data_version"
+# A validation's data version is the blob version (ETag) it was made from; a blob version
+# that failed as invalid input is recorded as an observation of the validation whose data
+# version has this prefix.
 INVALID_VERSION_PREFIX = "invalid:"
 # Partition keys of the failed rasters and their reasons, on the step's Failure.
 FAILED_RASTERS = "failed_rasters"
@@ -64,26 +62,7 @@ _TIER_DESCRIPTIONS = {
 }
 
 
-@dg.observable_source_asset(
-    key=BRONZE_RASTER,
-    partitions_def=raster_partitions,
-    group_name="raster",
-    description="A raster blob in the bronze container, as uploaded. Its data version is "
-    "the blob's ETag, observed by the bronze_rasters sensor and by ingest: a raster whose "
-    "blob changed since it was processed is stale.",
-)
-def bronze_raster(
-    context: dg.AssetExecutionContext, blob_store: BlobStore
-) -> dg.DataVersionsByPartition:
-    """The ETag of every registered raster still in bronze."""
-    registered = set(context.instance.get_dynamic_partitions(raster_partitions.name or ""))
-    return dg.DataVersionsByPartition(
-        {
-            blob.key: dg.DataVersion(blob.etag)
-            for blob in blob_store.list_blobs(BRONZE)
-            if blob.key in registered
-        }
-    )
+bronze_raster = bronze_source(BRONZE_RASTER, raster_partitions, "raster")
 
 
 def _specs() -> list[dg.AssetSpec]:

@@ -4,9 +4,11 @@ import datetime as dt
 
 import dagster as dg
 
+from geo_platform.defs.bronze import observation
+from geo_platform.defs.raster.assets import BRONZE_RASTER
 from geo_platform.defs.raster.jobs import raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
-from geo_platform.defs.raster.sensors import ingest_requests, observation
+from geo_platform.defs.raster.sensors import ingest_requests
 from geo_platform.defs.raster.state import raster_state
 from geo_platform.lib.blob_scan import listing
 from geo_platform.lib.reconcile import plan_reconcile
@@ -50,7 +52,7 @@ def nightly_reconcile(
         instance.add_dynamic_partitions(RASTER_PARTITIONS, new)
     # Observed now, as the sensor does: neither it nor tomorrow's run asks for them again.
     for key, etag in plan.to_run:
-        instance.report_runless_asset_event(observation(key, etag))
+        instance.report_runless_asset_event(observation(BRONZE_RASTER, key, etag))
     ordered = list(instance.get_dynamic_partitions(RASTER_PARTITIONS))
     requests = ingest_requests(plan.to_run, ordered)
     return requests or dg.SkipReason("nothing to run: bronze and the platform agree")

@@ -6,13 +6,8 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import (
-    BRONZE_RASTER,
-    DATA_VERSION_TAG,
-    STAC_ITEM,
-    TIER_ASSETS,
-    VALIDATION,
-)
+from geo_platform.defs.bronze import latest_observed, observation
+from geo_platform.defs.raster.assets import BRONZE_RASTER, STAC_ITEM, TIER_ASSETS, VALIDATION
 from geo_platform.defs.raster.jobs import raster_cleanup, raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS, raster_partitions
 from geo_platform.lib.blob_scan import (
@@ -56,7 +51,7 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         blobs,
         page.next_token,
         cursor,
-        observed=latest_observed(context.instance, [b.key for b in blobs]),
+        observed=latest_observed(context.instance, BRONZE_RASTER, [b.key for b in blobs]),
         registered=sorted(registered),
         now=dt.datetime.now(dt.UTC),
         settle=SETTLE,
@@ -75,25 +70,9 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         dynamic_partitions_requests=[raster_partitions.build_add_request(new_keys)]
         if new_keys
         else [],
-        asset_events=[observation(key, etag) for key, etag in plan.changed],
+        asset_events=[observation(BRONZE_RASTER, key, etag) for key, etag in plan.changed],
         cursor=plan.cursor.to_json(),
     )
-
-
-def latest_observed(instance: dg.DagsterInstance, keys: list[str]) -> dict[str, str]:
-    """The data version (ETag) last observed for each of ``keys`` that has one."""
-    if not keys:
-        return {}
-    tags = instance.event_log_storage.get_latest_tags_by_partition(
-        BRONZE_RASTER, dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG], keys
-    )
-    return {
-        key: values[DATA_VERSION_TAG] for key, values in tags.items() if DATA_VERSION_TAG in values
-    }
-
-
-def observation(key: str, etag: str) -> dg.AssetObservation:
-    return dg.AssetObservation(BRONZE_RASTER, partition=key, tags={DATA_VERSION_TAG: etag})
 
 
 def ingest_requests(changed: list[tuple[str, str]], ordered: Sequence[str]) -> list[dg.RunRequest]:

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from geo_platform.defs.raster.assets import DATA_VERSION_TAG, INVALID_VERSION_PREFIX, VALIDATION
+from geo_platform.defs.bronze import DATA_VERSION_TAG
+from geo_platform.defs.raster.assets import INVALID_VERSION_PREFIX, VALIDATION
 from geo_platform.lib.reconcile import RasterState
 
 # Partitions per query: one statement each, with the keys as parameters.

@@ -1,4 +1,5 @@
-"""STAC assets: the collections kept current. Items are written by the raster assets."""
+"""STAC assets: the collections kept current. Items are written by the raster and vector
+assets."""
 
 import dagster as dg
 
@@ -10,6 +11,8 @@ from geo_platform.settings import get_price_settings
 # Catalog writers take a slot of this pool: the production instance gives it one,
 # so that summaries never race each other.
 STAC_WRITER_POOL = "stac_writer"
+# Named, not imported: the vector domain's modules stay out of the raster's imports.
+VECTOR_ITEM = dg.AssetKey("vector_item")
 
 # Eager, but not held back by missing partitions: one bad raster must not freeze
 # its collection's summary.
@@ -19,7 +22,7 @@ _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
 
 
 @dg.asset(
-    deps=[STAC_ITEM],
+    deps=[STAC_ITEM, VECTOR_ITEM],
     group_name="stac",
     kinds={"stac"},
     automation_condition=_SUMMARY_CONDITION,

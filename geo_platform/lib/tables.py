@@ -1,0 +1,97 @@
+"""What a warehouse table looks like, independent of the warehouse: Arrow in, SQL out.
+
+Vector layers and H3 grids describe their tables with these and hand the rows over
+as Arrow record batches; each warehouse maps the Arrow types onto its own SQL types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class GeometryColumn:
+    name: str = "geom"
+    srid: int = 4326
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table: ``columns`` in order (name, Arrow type), the geometry column last if any.
+
+    Batches handed to a warehouse have exactly these columns, the geometry as ISO WKB
+    (``pa.binary()``), in this order.
+    """
+
+    schema: str
+    name: str
+    columns: tuple[tuple[str, pa.DataType], ...]
+    primary_key: tuple[str, ...] = ()
+    geometry: GeometryColumn | None = None
+    # Extra plain (B-tree) indexes, by column.
+    indexes: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        names = [name for name, _ in self.columns]
+        return [*names, self.geometry.name] if self.geometry else names
+
+    def arrow_schema(self) -> pa.Schema:
+        fields = [pa.field(name, kind) for name, kind in self.columns]
+        if self.geometry:
+            fields.append(pa.field(self.geometry.name, pa.binary()))
+        return pa.schema(fields)
+
+
+def storage_type(kind: pa.DataType) -> pa.DataType:  # noqa: PLR0911 - a case per type
+    """The Arrow type a column is stored as: what both warehouses hold natively."""
+    if pa.types.is_dictionary(kind):
+        return storage_type(kind.value_type)
+    if pa.types.is_boolean(kind) or pa.types.is_string(kind):
+        return kind
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_signed_integer(kind):
+        return pa.int64() if kind.bit_width == 64 else pa.int32()
+    if pa.types.is_unsigned_integer(kind):
+        # No unsigned types in PostgreSQL: the next signed width (uint64: exact decimal).
+        return {8: pa.int32(), 16: pa.int32(), 32: pa.int64()}.get(
+            kind.bit_width, pa.decimal128(20, 0)
+        )
+    if pa.types.is_floating(kind):
+        return pa.float32() if kind.bit_width <= 32 else pa.float64()
+    if pa.types.is_decimal(kind) or pa.types.is_date32(kind):
+        return kind
+    if pa.types.is_date64(kind):
+        return pa.date32()
+    if pa.types.is_timestamp(kind):
+        return pa.timestamp("us", tz=kind.tz)
+    if pa.types.is_time(kind):
+        return pa.time64("us")
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return pa.binary()
+    # Lists, structs, maps...: their JSON text.
+    return pa.string()
+
+
+def to_storage(array: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> pa.Array:
+    """``array`` as ``kind`` (from :func:`storage_type`)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if array.type == kind:
+        return array
+    if kind == pa.string() and not (
+        pa.types.is_string(array.type)
+        or pa.types.is_large_string(array.type)
+        or pa.types.is_dictionary(array.type)
+        or pa.types.is_string_view(array.type)
+    ):
+        import json
+
+        return pa.array(
+            [None if v is None else json.dumps(v, default=str) for v in array.to_pylist()],
+            pa.string(),
+        )
+    return array.cast(kind)

@@ -1,0 +1,1 @@
+"""Vector ETL as plain functions: read in Arrow batches, repair, name, tile. No Dagster here."""

@@ -1,0 +1,85 @@
+"""The warehouse: where vector (and H3) tables live. PostGIS on production, a DuckDB file
+with the spatial extension on embedded; both hold the same tables in the same schemas.
+
+Loads are all-or-nothing: rows go into a staging table, which gets its primary key,
+spatial index and statistics, and then replaces the table in one transaction, so
+readers see the old table or the new one, never half of one. Plain classes, no Dagster:
+``warehouse_resources`` hands them to assets, ``backends.warehouse`` to the CLI.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from geo_platform.lib.tables import TableSpec
+from geo_platform.lib.vector.tiles import TileOptions
+
+
+@dataclass(frozen=True)
+class GeometryCheck:
+    """What the asset checks read back from a stored table."""
+
+    rows: int
+    invalid: int  # non-null geometries that are not valid
+    srids: tuple[int, ...]  # distinct SRIDs of the stored geometries
+
+
+@dataclass(kw_only=True, frozen=True)
+class Warehouse(ABC):
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the warehouse is, for messages: never a secret."""
+
+    @abstractmethod
+    def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+        """Load ``batches`` (``spec``'s columns, geometry as WKB) into a staging table,
+        index it, and swap it in for ``spec.schema.spec.name`` in one transaction.
+
+        Returns the rows loaded. On any error the previous table is left as it was.
+        """
+
+    @abstractmethod
+    def drop_table(self, schema: str, name: str) -> None:
+        """Drop a table if it exists."""
+
+    @abstractmethod
+    def tables(self, schema: str) -> list[str]:
+        """Names of the tables in ``schema`` (registry tables, starting with ``_``, too)."""
+
+    @abstractmethod
+    def row_count(self, schema: str, name: str) -> int:
+        """Rows of a table; ``LookupError`` if it does not exist."""
+
+    @abstractmethod
+    def columns(self, schema: str, name: str) -> list[tuple[str, str]]:
+        """``(column, SQL type)`` of a table, in order."""
+
+    @abstractmethod
+    def check_geometries(self, schema: str, name: str, column: str) -> GeometryCheck:
+        """Rows, invalid geometries and SRIDs, as stored."""
+
+    @abstractmethod
+    def mvt_tiles(
+        self, schema: str, name: str, column: str, srid: int, zoom: int, options: TileOptions
+    ) -> list[tuple[int, int, bytes]]:
+        """Every non-empty ``(x, y, mvt)`` tile of ``zoom``, made by the database's
+        ``ST_AsMVT``, geometries simplified to one tile unit and clipped to the buffer."""
+
+    @abstractmethod
+    def record_layers(self, blob_key: str, source_sha256: str, records: list[dict]) -> list[str]:
+        """Make ``records`` (one per loaded table) the registry entries of ``blob_key``.
+
+        Tables recorded for the key earlier but absent now (a layer removed from the
+        file) are dropped; their names are returned.
+        """
+
+    @abstractmethod
+    def layers(self, blob_key: str | None = None) -> list[dict[str, Any]]:
+        """Registry entries (``table``, ``blob_key``, ``source_sha256``, the record), by
+        table; those of one key, or all."""

@@ -11,6 +11,7 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
     graph = definitions.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {
         "bronze_raster",
+        "bronze_vector",
         "raster_validation",
         "cog_visualization",
         "cog_analysis",

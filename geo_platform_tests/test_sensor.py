@@ -7,7 +7,9 @@ import dagster as dg
 import pytest
 
 from geo_platform.backends import dagster_resources, stac_catalog
+from geo_platform.defs.bronze import latest_observed
 from geo_platform.defs.raster import sensors
+from geo_platform.defs.raster.assets import BRONZE_RASTER
 from geo_platform.defs.raster.jobs import raster_cleanup
 from geo_platform.defs.raster.sensors import bronze_rasters
 from geo_platform.resources.blob_store import LocalBlobStore
@@ -78,7 +80,7 @@ def test_new_rasters_become_partitions_and_ranged_runs_once(
     assert _ranged_keys(instance, result) == [["dem/c.tif"], ["drone/a.tif", "drone/b.tif"]]
     assert len({r.run_key for r in result.run_requests}) == 2
     assert {k.to_user_string() for k in result.run_requests[0].asset_selection} == ALL_TIERS
-    assert sensors.latest_observed(instance, ["drone/a.tif"]) == {
+    assert latest_observed(instance, BRONZE_RASTER, ["drone/a.tif"]) == {
         "drone/a.tif": store.info("bronze", "drone/a.tif").etag
     }
 

@@ -208,6 +208,17 @@ def stac_group() -> None:
     help='Property filters as JSON, e.g. \'{"gsd": {"lte": 1}, "naip:state": {"eq": "al"}}\'',
 )
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="Sign blob hrefs for reading (Azure SAS): GDAL and QGIS open them with no credentials.",
+)
+@click.option(
+    "--sign-minutes",
+    type=click.IntRange(min=1, max=7 * 24 * 60),
+    default=None,
+    help="How long signed hrefs work (default: GEO_PLATFORM_AZURE_SAS_LIFETIME_MINUTES, 60).",
+)
 def stac_search(
     collections: tuple[str, ...],
     bbox: str | None,
@@ -215,8 +226,11 @@ def stac_search(
     ids: tuple[str, ...],
     query: str | None,
     limit: int,
+    sign: bool,
+    sign_minutes: int | None,
 ) -> None:
-    """Print matching items as a GeoJSON FeatureCollection (newest first)."""
+    """Print matching items as a GeoJSON FeatureCollection (newest first). Items hold
+    canonical blob URLs; ``--sign`` turns them into read-only signed URLs."""
     from geo_platform.backends import stac_catalog
     from geo_platform.errors import InvalidInputError
     from geo_platform.lib.stac.search import check_search
@@ -248,8 +262,27 @@ def stac_search(
         query=parsed_query,
         limit=limit,
     )
+    if sign or sign_minutes:
+        items = _signed(items, sign_minutes)
     json.dump({"type": "FeatureCollection", "features": items}, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def _signed(items: list[dict], minutes: int | None) -> list[dict]:
+    import datetime as dt
+
+    from geo_platform.backends import blob_store
+    from geo_platform.errors import GeoPlatformError
+    from geo_platform.lib.stac.items import with_hrefs
+    from geo_platform.settings import get_azure_settings
+
+    store = blob_store(get_platform_settings())
+    lifetime = dt.timedelta(minutes=minutes or get_azure_settings().sas_lifetime_minutes)
+    try:
+        return [with_hrefs(item, lambda href: store.sign_href(href, lifetime)) for item in items]
+    except GeoPlatformError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
 
 
 @stac_group.command("load")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from geo_platform.settings import (
     PlatformSettings,
     Profile,
-    get_azure_settings,
     get_postgres_settings,
 )
 
@@ -23,6 +24,8 @@ class CheckResult:
 
 
 Check = Callable[[PlatformSettings], CheckResult]
+# Written, signed, read back without credentials and deleted by the blob storage check.
+_PROBE_KEY = ".doctor/signed-href-probe.txt"
 
 
 def check_data_dir(settings: PlatformSettings) -> CheckResult:
@@ -69,6 +72,17 @@ def check_duckdb_spatial(settings: PlatformSettings) -> CheckResult:
 
 
 def check_dagster_instance(settings: PlatformSettings) -> CheckResult:
+    fix = "check DAGSTER_HOME and its dagster.yaml; production: make services"
+    where = _dagster_database(settings)
+    if settings.profile is Profile.PRODUCTION:
+        # Dagster retries a refused connection for a minute: ask the server first.
+        pg = get_postgres_settings()
+        try:
+            import psycopg
+
+            psycopg.connect(pg.dsn(pg.dagster_database), connect_timeout=5).close()
+        except Exception as e:  # noqa: BLE001 - any failure here is the finding
+            return CheckResult("dagster instance", False, f"{where}: {_first_line(e)}", fix)
     try:
         from geo_platform.instance import get_instance
 
@@ -76,13 +90,17 @@ def check_dagster_instance(settings: PlatformSettings) -> CheckResult:
         instance.get_runs(limit=1)
         storage = type(instance.run_storage).__name__
     except Exception as e:  # noqa: BLE001
-        return CheckResult(
-            "dagster instance",
-            False,
-            str(e).splitlines()[0][:200],
-            "check DAGSTER_HOME and its dagster.yaml; production: make services",
-        )
-    return CheckResult("dagster instance", True, f"{storage} in {os.environ.get('DAGSTER_HOME')}")
+        return CheckResult("dagster instance", False, f"{where}: {_first_line(e)[:200]}", fix)
+    return CheckResult("dagster instance", True, f"{storage} in {where}")
+
+
+def _dagster_database(settings: PlatformSettings) -> str:
+    """Where the instance keeps runs and events, as a user would look for it."""
+    if settings.profile is Profile.PRODUCTION:
+        pg = get_postgres_settings()
+        return pg.redacted_dsn(pg.dagster_database)
+    home = os.environ.get("DAGSTER_HOME") or str(settings.dagster_home)
+    return f"{home}/history/runs.db"
 
 
 def _postgres_check(name: str, query: str, describe: Callable[[str], str], fix: str) -> CheckResult:
@@ -120,24 +138,46 @@ def check_pgstac(settings: PlatformSettings) -> CheckResult:
 
 
 def check_azure(settings: PlatformSettings) -> CheckResult:
-    try:
-        from azure.storage.blob import BlobServiceClient
+    """The account answers, and a freshly signed href opens with no credentials (what
+    `stac search --sign` hands to GDAL and QGIS)."""
+    from geo_platform.backends import blob_store
+    from geo_platform.resources.azure_blob_store import AzureBlobStore
 
-        client = BlobServiceClient.from_connection_string(
-            get_azure_settings().connection_string.get_secret_value(),
-            retry_total=0,
-            connection_timeout=5,
-        )
-        endpoint = client.url
-        next(iter(client.list_containers(results_per_page=1)), None)
+    fix = "make services (Azurite), or set GEO_PLATFORM_AZURE_CONNECTION_STRING"
+    try:
+        store = blob_store(settings)
+        assert isinstance(store, AzureBlobStore)
+        endpoint = store.endpoint()
     except Exception as e:  # noqa: BLE001
-        return CheckResult(
-            "blob storage",
-            False,
-            _first_line(e)[:200],
-            "make services (Azurite), or set GEO_PLATFORM_AZURE_CONNECTION_STRING",
-        )
-    return CheckResult("blob storage", True, f"Azure Blob Storage at {endpoint}")
+        return CheckResult("blob storage", False, _first_line(e)[:200], fix)
+    try:
+        signed = _signed_probe(store)
+    except Exception as e:  # noqa: BLE001
+        message = _first_line(e)[:300]
+        detail = message if endpoint in message else f"{endpoint}: {message}"
+        return CheckResult("blob storage", False, detail, fix)
+    return CheckResult("blob storage", True, f"Azure Blob Storage at {endpoint}; {signed}")
+
+
+def _signed_probe(store: Any) -> str:
+    import datetime as dt
+    import tempfile
+    import urllib.request
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe.txt"
+        probe.write_text("geo_platform doctor\n")
+        store.upload_file(probe, "silver", _PROBE_KEY)
+    try:
+        href = store.sign_href(store.href("silver", _PROBE_KEY), dt.timedelta(minutes=5))
+        with urllib.request.urlopen(href, timeout=10) as response:
+            body = response.read()
+        if body != b"geo_platform doctor\n":
+            raise ValueError("a signed href answered with other bytes")
+    finally:
+        store.delete("silver", _PROBE_KEY)
+    return "signed hrefs open"
 
 
 def checks_for(profile: Profile) -> list[Check]:
@@ -153,7 +193,15 @@ def checks_for(profile: Profile) -> list[Check]:
 
 
 def run_checks(settings: PlatformSettings) -> list[CheckResult]:
-    return [check(settings) for check in checks_for(settings.profile)]
+    # The libraries underneath log their retries (Dagster's on the root logger); the
+    # check's own line says what failed.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return [check(settings) for check in checks_for(settings.profile)]
+    finally:
+        root.setLevel(level)
 
 
 def _first_line(error: Exception) -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.raster.sidecars import local_sidecars
 from geo_platform.lib.vector.formats import is_vector_key
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.settings import PlatformSettings, get_run_settings
@@ -136,12 +137,26 @@ def _failed(upload: Future[BlobInfo]) -> str | None:
 
 
 def _upload_if_changed(blob_store: BlobStore, source: Path, key: str) -> BlobInfo:
-    """Leave an identical bronze blob alone: its modification time dates the item."""
+    """Leave an identical bronze blob alone: its modification time dates the item. The
+    raster's sidecars (world file, ``.aux.xml``...) go first, and a changed sidecar is a
+    new version of the raster."""
+    folder = PurePosixPath(key).parent
+    sidecars_changed = False
+    for sidecar in local_sidecars(source):
+        info, uploaded = _put(blob_store, sidecar, str(folder / sidecar.name))
+        sidecars_changed |= uploaded
+    info, _ = _put(blob_store, source, key, force=sidecars_changed)
+    return info
+
+
+def _put(
+    blob_store: BlobStore, source: Path, key: str, *, force: bool = False
+) -> tuple[BlobInfo, bool]:
     digest = sha256_file(source)
     try:
         existing = blob_store.info(BRONZE, key)
     except FileNotFoundError:
         existing = None
-    if existing is not None and existing.metadata.get(SHA256_METADATA) == digest:
-        return existing
-    return blob_store.upload_file(source, BRONZE, key, metadata={SHA256_METADATA: digest})
+    if not force and existing is not None and existing.metadata.get(SHA256_METADATA) == digest:
+        return existing, False
+    return blob_store.upload_file(source, BRONZE, key, metadata={SHA256_METADATA: digest}), True

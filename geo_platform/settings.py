@@ -164,6 +164,8 @@ class AzureSettings(BaseSettings):
     connection_string: SecretStr = SecretStr(AZURITE_CONNECTION_STRING)
     # Prepended to every container name: deployments (or test runs) can share an account.
     container_prefix: str = ""
+    # How long `stac search --sign` hrefs work.
+    sas_lifetime_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
 
 
 def get_postgres_settings() -> PostgresSettings:

@@ -216,3 +216,75 @@ def test_a_missing_path_fails_alone_and_the_next_file_is_ingested(settings, copy
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].message == f"{missing}: no such file"
     assert stac_catalog(settings).get_item("mixed", "image_rgb") is not None
+
+
+def _png_with_sidecars(real_rasters, folder):
+    """The real image_web.tif as a plain PNG whose position is in a world file and whose
+    CRS is in a PAM .aux.xml: without its sidecars it is not georeferenced."""
+    import warnings
+    from xml.sax.saxutils import escape
+
+    folder.mkdir(parents=True)
+    with rasterio.open(real_rasters / "image_web.tif") as src:
+        data, crs, t, bounds = src.read(), src.crs, src.transform, src.bounds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        profile = {"driver": "PNG", "width": data.shape[2], "height": data.shape[1]}
+        with rasterio.open(folder / "web.png", "w", count=3, dtype="uint8", **profile) as dst:
+            dst.write(data)
+    centre = (t.c + t.a / 2 + t.b / 2, t.f + t.d / 2 + t.e / 2)
+    (folder / "web.wld").write_text("\n".join(map(repr, [t.a, t.d, t.b, t.e, *centre])) + "\n")
+    (folder / "web.png.aux.xml").write_text(
+        f'<PAMDataset><SRS dataAxisToSRSAxisMapping="2,1">{escape(crs.to_wkt())}</SRS>'
+        "</PAMDataset>\n"
+    )
+    return bounds
+
+
+def test_sidecars_travel_with_their_raster_and_signed_hrefs_open(
+    profile_settings, real_rasters, tmp_path, monkeypatch
+):
+    settings = profile_settings
+    bounds = _png_with_sidecars(real_rasters, tmp_path / "png")
+    outcomes = ingest([tmp_path / "png"], collection="png", output_tier=None, settings=settings)
+    assert [(o.blob_key, o.ok, o.message) for o in outcomes] == [("png/web.png", True, "ok")]
+    store = blob_store(settings)
+    assert store.sidecar_keys("bronze", "png/web.png") == ["png/web.png.aux.xml", "png/web.wld"]
+    item = stac_catalog(settings).get_item("png", "web.png")
+    assert item["bbox"] == pytest.approx([bounds.left, bounds.bottom, bounds.right, bounds.top])
+
+    # Canonical hrefs need credentials on Azure; --sign gives ones that open without.
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    runner = CliRunner()
+    plain = json.loads(runner.invoke(main, ["stac", "search", "--collection", "png"]).output)
+    signed = runner.invoke(main, ["stac", "search", "--collection", "png", "--sign"])
+    assert signed.exit_code == 0, signed.output
+    signed_assets = json.loads(signed.output)["features"][0]["assets"]
+    for name, asset in plain["features"][0]["assets"].items():
+        href = signed_assets[name]["href"]
+        if settings.profile.value == "embedded":
+            assert href == asset["href"]
+            continue
+        assert href.startswith(asset["href"] + "?") and "sig=" in href and "sp=r" in href
+        with pytest.raises(rasterio.errors.RasterioIOError):
+            rasterio.open(asset["href"])
+        with rasterio.open(href) as cog:
+            assert cog.bounds == pytest.approx(bounds)
+
+
+def test_size_limits_are_checked_before_the_download(settings, copy_real, monkeypatch):
+    from geo_platform.resources.blob_store import LocalBlobStore
+
+    folder = copy_real("image_web.tif")
+    size = (folder / "image_web.tif").stat().st_size
+    monkeypatch.setenv("GEO_PLATFORM_LIMIT_MAX_FILE_BYTES", str(size - 1))
+
+    def no_download(self, container, key, **kwargs):
+        raise AssertionError(f"{container}/{key} was downloaded")
+
+    monkeypatch.setattr(LocalBlobStore, "local_file", no_download)
+    [outcome] = ingest([folder], collection="big", output_tier=None, settings=settings)
+    assert not outcome.ok
+    assert outcome.message == (
+        f"bronze/big/image_web.tif: file is {size:,} bytes, over the limit of {size - 1:,}"
+    )

@@ -32,7 +32,7 @@ from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
 from geo_platform.lib.raster.compare import compare_pixels
 from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
-from geo_platform.lib.raster.validate import RasterInfo, validate_raster
+from geo_platform.lib.raster.validate import RasterInfo, check_file_size, validate_raster
 from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
@@ -148,7 +148,9 @@ def _process(
     blob = store.info(BRONZE, key)
     outcome.source_etag = seen.source_etag = blob.etag
     name = f"{BRONZE}/{key}"
-    with store.local_file(BRONZE, key) as source:
+    check_file_size(blob.size, name, ctx.limits)
+    # Downloaded once (with the sidecars GDAL reads beside it): every tier reads this copy.
+    with store.local_file(BRONZE, key, sidecars=True) as source:
         info = validate_raster(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import mimetypes
 import re
 import tempfile
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -23,10 +24,12 @@ from azure.core.exceptions import (
 from azure.storage.blob import (
     BlobClient,
     BlobProperties,
+    BlobSasPermissions,
     BlobServiceClient,
     ContainerClient,
     ContentSettings,
     LinearRetry,
+    generate_blob_sas,
 )
 from pydantic import Field, PrivateAttr
 
@@ -46,6 +49,7 @@ RETRY_BACKOFF_SECONDS = 1
 CONNECTION_TIMEOUT_SECONDS = 5
 # Between two socket reads of a response, not for a whole download.
 READ_TIMEOUT_SECONDS = 60
+SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
 # HTTP statuses Azure uses for throttling and passing server trouble.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -225,18 +229,51 @@ class AzureBlobStore(BlobStore):
                 pass
 
     @contextmanager
-    def local_file(self, container: str, key: str) -> Iterator[Path]:
-        blob = self._blob(container, key)
+    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
         # Keep the key's file name: GDAL picks drivers and sidecar files by name, and
         # callers see the same name as with LocalBlobStore.
         with tempfile.TemporaryDirectory(prefix="blob-") as folder:
             path = Path(folder) / PurePosixPath(key).name
-            with self._errors(f"downloading {container}/{key}"), open(path, "wb") as out:
-                try:
-                    blob.download_blob(max_concurrency=self.max_concurrency).readinto(out)
-                except ResourceNotFoundError as exc:
-                    raise FileNotFoundError(f"{container}/{key}: no such blob") from exc
+            self._download(container, key, path)
+            if sidecars:
+                for sidecar in self.sidecar_keys(container, key):
+                    self._download(container, sidecar, Path(folder) / PurePosixPath(sidecar).name)
             yield path
+
+    def _download(self, container: str, key: str, path: Path) -> None:
+        blob = self._blob(container, key)
+        with self._errors(f"downloading {container}/{key}"), open(path, "wb") as out:
+            try:
+                blob.download_blob(max_concurrency=self.max_concurrency).readinto(out)
+            except ResourceNotFoundError as exc:
+                raise FileNotFoundError(f"{container}/{key}: no such blob") from exc
+
+    def sign_href(self, href: str, lifetime: dt.timedelta) -> str:
+        """A blob URL of this account with a read-only SAS valid for ``lifetime``
+        (signed with the account key, offline); any other href unchanged."""
+        endpoint = self.endpoint() + "/"
+        if not href.startswith(endpoint) or "?" in href:
+            return href
+        container_name, _, blob_name = href[len(endpoint) :].partition("/")
+        account_name = self._service().account_name
+        account_key = getattr(self._service().credential, "account_key", None)
+        if not blob_name or not account_name or not account_key:
+            raise ConfigurationError(
+                "cannot sign hrefs: the Azure connection string has no account key "
+                "(a SAS-only connection string cannot make new SAS tokens)"
+            )
+        now = dt.datetime.now(dt.UTC)
+        token = generate_blob_sas(
+            account_name=account_name,
+            container_name=container_name,
+            blob_name=unquote(blob_name),
+            account_key=account_key,
+            permission=BlobSasPermissions(read=True),
+            # A few minutes back: clocks of the reader and the service differ.
+            start=now - SAS_CLOCK_SKEW,
+            expiry=now + lifetime,
+        )
+        return f"{href}?{token}"
 
     def href(self, container: str, key: str) -> str:
         return _without_query(self._blob(container, key).url)

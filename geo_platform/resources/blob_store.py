@@ -16,6 +16,8 @@ from pathlib import Path, PurePosixPath
 
 import dagster as dg
 
+from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
+
 BRONZE = "bronze"
 # Blob metadata with the content's SHA-256 (hex), set by whoever uploads through us.
 SHA256_METADATA = "sha256"
@@ -82,8 +84,23 @@ class BlobStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     @contextmanager
-    def local_file(self, container: str, key: str) -> Iterator[Path]:
-        """A local path holding the blob's bytes for the duration of the block."""
+    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
+        """A local path holding the blob's bytes for the duration of the block;
+        ``sidecars``: with the raster's sidecar files (world file, ``.aux.xml``, ``.msk``...)
+        beside it under their names, as GDAL looks for them."""
+
+    def sidecar_keys(self, container: str, key: str) -> list[str]:
+        """The blobs beside ``key`` that GDAL reads with it (``lib.raster.sidecars``)."""
+        return [
+            blob.key
+            for blob in self.list_blobs(container, sidecar_prefix(key))
+            if is_sidecar_of(key, blob.key)
+        ]
+
+    def sign_href(self, href: str, lifetime: dt.timedelta) -> str:
+        """``href`` as a user opens it without credentials for ``lifetime``: unchanged
+        where no credentials are needed (local files), signed where the store can."""
+        return href
 
     @abstractmethod
     def href(self, container: str, key: str) -> str:
@@ -248,7 +265,8 @@ class LocalBlobStore(BlobStore):
         self._metadata_path(container, key).unlink(missing_ok=True)
 
     @contextmanager
-    def local_file(self, container: str, key: str) -> Iterator[Path]:
+    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
+        # The blob's own file: its sidecars are already beside it.
         path = self._path(container, key)
         if not path.is_file():
             raise FileNotFoundError(f"{container}/{key}: no such blob")

@@ -126,6 +126,11 @@ def _check_file_size(path: Path, name: str, limits: LimitSettings) -> int:
         size = path.stat().st_size
     except FileNotFoundError:
         raise InvalidInputError(name, "file not found") from None
+    return check_file_size(size, name, limits)
+
+
+def check_file_size(size: int, name: str, limits: LimitSettings) -> int:
+    """The size limits, checkable from a blob's properties before it is downloaded."""
     if size == 0:
         raise InvalidInputError(name, "empty file (0 bytes)")
     if size > limits.max_file_bytes:

@@ -7,7 +7,7 @@ it, so that both catalogs reject the same items with the same messages.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from geo_platform.errors import InvalidInputError
@@ -88,3 +88,12 @@ def _parse_item_ts(item: dict[str, Any], value: Any) -> dt.datetime:
         raise InvalidInputError(
             item_name(item), f"has datetime {value!r}, which is not an RFC 3339 timestamp"
         ) from None
+
+
+def with_hrefs(item: dict[str, Any], rewrite: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of ``item`` whose asset hrefs are ``rewrite(href)``."""
+    assets = {
+        name: {**asset, "href": rewrite(asset["href"])} if "href" in asset else asset
+        for name, asset in (item.get("assets") or {}).items()
+    }
+    return {**item, "assets": assets}

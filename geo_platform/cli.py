@@ -406,21 +406,28 @@ def doctor_command() -> None:
 @main.command("dev")
 @click.option("--port", default=3000, show_default=True, type=int)
 def dev_command(port: int) -> None:
-    """Open the Dagster UI (dagster dev on 127.0.0.1) on the active profile's instance."""
+    """Open the Dagster UI (dagster dev on 127.0.0.1) on the active profile's instance.
+    Stop it with Ctrl-C (or SIGTERM): the UI, the daemon and the code server stop together."""
     import os
     import shutil
 
-    from geo_platform.instance import ensure_dagster_home
+    from geo_platform.instance import ensure_dagster_home, ensure_workspace
 
     home = ensure_dagster_home(get_platform_settings())
+    workspace = ensure_workspace(home)
     click.echo(f"Dagster instance: {home}")
+    click.echo(f"UI: http://127.0.0.1:{port} (Ctrl-C stops it)")
     dagster = shutil.which("dagster") or str(Path(sys.executable).parent / "dagster")
-    # From the instance folder, with the module named: the same whether geo_platform is
-    # installed or a checkout, and no stray dagster.yaml in the working directory.
+    # `dagster dev` calls itself superseded by `dg dev`, which needs another package
+    # (dagster-dg-cli) for the same servers: a warning nobody here can act on.
+    os.environ["PYTHONWARNINGS"] = "ignore:Function `dev_command` is superseded"
+    # From the instance folder, with the workspace naming the location as the project
+    # does: the same whether geo_platform is installed or a checkout, and no stray
+    # dagster.yaml in the working directory.
     os.chdir(home)
     os.execv(
         dagster,
-        [dagster, "dev", "-m", "geo_platform.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)],
     )
 
 

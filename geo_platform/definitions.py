@@ -2,6 +2,10 @@ from pathlib import Path
 
 import dagster as dg
 
+# Imported first: it silences the beta warnings of the APIs the platform chose on purpose,
+# the automation sensor's among them.
+import geo_platform.defs  # noqa: F401
+
 # Declared here so that it runs from the first `dagster dev`: it keeps
 # collection_summary current as items land.
 automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -51,6 +51,25 @@ def ensure_dagster_home(settings: PlatformSettings) -> Path:
     return home
 
 
+# The code location's name, as pyproject.toml's [tool.dg.project] gives it: Dagster warns
+# at every load when the workspace names it otherwise.
+CODE_LOCATION = "geo_platform"
+
+
+def ensure_workspace(home: Path) -> Path:
+    """The workspace file `geo-platform dev` starts Dagster with."""
+    path = home / "workspace.yaml"
+    _write_config(
+        path,
+        f"{MANAGED_MARKER}\n"
+        "load_from:\n"
+        "  - python_module:\n"
+        "      module_name: geo_platform.definitions\n"
+        f"      location_name: {CODE_LOCATION}\n",
+    )
+    return path
+
+
 def _write_config(path: Path, content: str) -> None:
     """Write ``content`` unless the file says the user owns it; atomically, so that a
     process starting at the same moment reads the old file or the new one."""

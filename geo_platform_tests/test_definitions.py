@@ -72,3 +72,23 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         dg.AssetKey("vector_item"),
     }
     assert graph.get(dg.AssetKey("vector_table")).parent_keys == {dg.AssetKey("bronze_vector")}
+
+
+def test_dev_workspace_names_the_code_location_as_the_project_does(tmp_path):
+    """`dagster dev` warns at every load when the workspace's location name differs
+    from pyproject's [tool.dg.project] code_location_name."""
+    import tomllib
+    from pathlib import Path
+
+    import yaml
+
+    from geo_platform.instance import ensure_workspace
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    expected = pyproject["tool"]["dg"]["project"]["code_location_name"]
+    workspace = yaml.safe_load(ensure_workspace(tmp_path).read_text())
+    (location,) = workspace["load_from"]
+    assert location["python_module"] == {
+        "module_name": "geo_platform.definitions",
+        "location_name": expected,
+    }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -89,7 +92,77 @@ def _write_config(path: Path, content: str) -> None:
 
 
 def get_instance(settings: PlatformSettings) -> dg.DagsterInstance:
+    """The profile's Dagster instance, created and migrated by one process at a time."""
     import dagster as dg
 
-    ensure_dagster_home(settings)
-    return dg.DagsterInstance.get()
+    home = ensure_dagster_home(settings)
+    # Dagster creates its tables and stamps their schema version when an instance first
+    # loads, with no lock of its own: two processes doing it at once left SQLite with two
+    # alembic heads or half-made tables. Loading is quick once the tables exist.
+    with _instance_lock(home, settings.profile):
+        return dg.DagsterInstance.get()
+
+
+# Any fixed number: the advisory lock every geo_platform process takes to load the
+# production instance.
+_INSTANCE_LOCK_ID = 0x6765_6F70  # "geop"
+
+
+@contextmanager
+def _instance_lock(home: Path, profile: Profile) -> Iterator[None]:
+    """Processes of this machine queue on a file lock in the instance folder; on
+    production, processes of every machine also queue on an advisory lock in the Dagster
+    database."""
+    with open(home / ".instance.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if profile is Profile.PRODUCTION:
+                with _advisory_lock():
+                    yield
+            else:
+                yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _advisory_lock() -> Iterator[None]:
+    import psycopg
+
+    pg = get_postgres_settings()
+    try:
+        conn = psycopg.connect(
+            host=pg.host,
+            port=pg.port,
+            user=pg.user,
+            password=pg.password.get_secret_value(),
+            dbname=pg.dagster_database,
+            autocommit=True,
+            connect_timeout=10,
+        )
+    except psycopg.OperationalError:
+        # Dagster's own connection attempt reports the problem, with its retries.
+        yield
+        return
+    with conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_INSTANCE_LOCK_ID,))
+        yield
+
+
+def add_partitions(instance: dg.DagsterInstance, partitions: str, keys: Iterable[str]) -> None:
+    """Register ``keys`` as partitions of the dynamic set ``partitions``; keys another
+    process registers at the same moment are fine (Dagster's own call fails on them)."""
+    from sqlalchemy.exc import IntegrityError
+
+    wanted = list(dict.fromkeys(keys))
+    for attempt in range(5):
+        known = set(instance.get_dynamic_partitions(partitions))
+        new = [key for key in wanted if key not in known]
+        if not new:
+            return
+        try:
+            instance.add_dynamic_partitions(partitions, new)
+            return
+        except IntegrityError:
+            if attempt == 4:
+                raise

@@ -25,7 +25,8 @@ from geo_platform.defs.raster.assets import (
 )
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
 from geo_platform.defs.raster.sensors import COLLECTION_TAG
-from geo_platform.instance import get_instance
+from geo_platform.defs.run_worker import WORKER_TAG, fail_dead_runs, this_worker
+from geo_platform.instance import add_partitions, get_instance
 from geo_platform.lib.collections_config import load_collections_config, requested_tiers
 from geo_platform.lib.partition_keys import contiguous_batches
 from geo_platform.lib.stac.ids import collection_id
@@ -55,6 +56,7 @@ class RasterRunner:
 
         self.settings = settings
         self.instance = get_instance(settings)
+        fail_dead_runs(self.instance)
         # The raster domain alone, not the whole code location: the other domains'
         # imports (and definitions) would only slow every ingest down.
         definitions = dg.Definitions(
@@ -78,10 +80,7 @@ class RasterRunner:
     ) -> None:
         """Register and observe the blob versions ``etags`` (key -> ETag), then run them
         in batches of contiguous partitions, a collection at a time."""
-        known = set(self.instance.get_dynamic_partitions(RASTER_PARTITIONS))
-        new = [key for key in etags if key not in known]
-        if new:
-            self.instance.add_dynamic_partitions(RASTER_PARTITIONS, new)
+        add_partitions(self.instance, RASTER_PARTITIONS, etags)
         # Observed before any run: the bronze sensor then knows these versions are
         # taken care of and leaves them alone, whatever happens to the runs.
         for key, etag in etags.items():
@@ -119,6 +118,8 @@ class RasterRunner:
             asset_selection=selection,
             raise_on_error=False,
             tags={
+                # Before the run's first step: a process killed even then is found.
+                WORKER_TAG: this_worker(),
                 "dagster/asset_partition_range_start": batch[0],
                 "dagster/asset_partition_range_end": batch[-1],
                 "geo_platform/source": f"{BRONZE}/{collection}/ ({len(batch)} files)",

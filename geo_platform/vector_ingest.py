@@ -19,6 +19,7 @@ import dagster as dg
 from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.backends import dagster_resources
 from geo_platform.defs.bronze import observation
+from geo_platform.defs.run_worker import WORKER_TAG, this_worker
 from geo_platform.defs.vector.assets import (
     BRONZE_VECTOR,
     LOCAL_COPY_TAG,
@@ -32,7 +33,7 @@ from geo_platform.defs.vector.assets import (
 from geo_platform.defs.vector.jobs import VECTOR_INGEST_ASSETS, vector_ingest_job, vector_tiles_job
 from geo_platform.defs.vector.partitions import VECTOR_PARTITIONS
 from geo_platform.ingest import IngestOutcome
-from geo_platform.instance import get_instance
+from geo_platform.instance import add_partitions, get_instance
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.runs import error_message
@@ -59,10 +60,7 @@ def ingest_vectors(
     )
     job = definitions.resolve_job_def(vector_ingest_job.name)
     tiles_job = definitions.resolve_job_def(vector_tiles_job.name) if tiles else None
-    known = set(instance.get_dynamic_partitions(VECTOR_PARTITIONS))
-    new = [key for key in files if key not in known]
-    if new:
-        instance.add_dynamic_partitions(VECTOR_PARTITIONS, new)
+    add_partitions(instance, VECTOR_PARTITIONS, files)
     for key, source in files.items():
         outcome = _load(job, instance, blob_store, source, key)
         if outcome.ok and tiles_job is not None:
@@ -124,7 +122,12 @@ def _run(
         partition_key=key,
         asset_selection=selection,
         raise_on_error=False,
-        tags={"geo_platform/source": f"{BRONZE}/{key}", "geo_platform/via": "cli", **(tags or {})},
+        tags={
+            "geo_platform/source": f"{BRONZE}/{key}",
+            "geo_platform/via": "cli",
+            WORKER_TAG: this_worker(),
+            **(tags or {}),
+        },
     )
     if not result.success:
         return IngestOutcome(source, key, False, _failure_message(result))

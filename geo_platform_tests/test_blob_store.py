@@ -198,6 +198,20 @@ def test_multi_megabyte_round_trip_keeps_every_byte(store, write):
     assert info.content_md5 in (None, hashlib.md5(data).hexdigest())
 
 
+def test_concurrent_uploads_of_one_blob_all_succeed_and_leave_one_whole_version(store, write):
+    """Two ingests of one file at once upload the same tier keys: Azure's block uploads
+    of one blob by two writers used to fail with InvalidBlockList."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [write(os.urandom(10 * 1024**2 + n)) for n in range(3)]
+    with ThreadPoolExecutor(len(sources)) as pool:
+        infos = list(pool.map(lambda s: store.upload_file(s, "silver", "same/key.tif"), sources))
+    assert len(infos) == 3
+    with store.local_file("silver", "same/key.tif") as path:
+        assert _sha256(path) in {_sha256(source) for source in sources}
+        assert path.stat().st_size == store.info("silver", "same/key.tif").size
+
+
 def test_a_missing_blob_is_reported_as_missing(store, write):
     with pytest.raises(FileNotFoundError):
         store.info("bronze", "nope.tif")

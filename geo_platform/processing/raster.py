@@ -150,7 +150,7 @@ def _process(
     name = f"{BRONZE}/{key}"
     check_file_size(blob.size, name, ctx.limits)
     # Downloaded once (with the sidecars GDAL reads beside it): every tier reads this copy.
-    with store.local_file(BRONZE, key, sidecars=True) as source:
+    with store.local_file(BRONZE, key, sidecars=True, scratch=ctx.scratch) as source:
         info = validate_raster(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
         )

@@ -7,7 +7,8 @@ next run removes the folders of runs that are no longer running.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -20,3 +21,13 @@ def run_scratch(root: Path, run_id: str, is_running: Callable[[str], bool]) -> P
     folder = root / run_id
     folder.mkdir(exist_ok=True)
     return folder
+
+
+@contextmanager
+def scratch_folder(root: Path, run_id: str, is_running: Callable[[str], bool]) -> Iterator[Path]:
+    """``run_scratch`` for the duration of the block, removed after it."""
+    folder = run_scratch(root, run_id, is_running)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import random
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -41,6 +43,8 @@ LIST_PAGE_SIZE = 5000
 # Below this size an upload is one request and Azure records a Content-MD5; above it the
 # SDK streams blocks, so memory stays bounded by block size x concurrency.
 MAX_SINGLE_PUT_BYTES = 8 * 1024**2
+# Uploads of one blob by concurrent writers: see upload_file.
+_BLOCK_LIST_ATTEMPTS = 5
 # The SDK's default (3 retries 15-25 s apart, 20 s connect timeout) makes a stopped
 # endpoint look like a hang for a minute. Two retries 0-2 s apart ride out a blip and fail
 # in seconds; callers retry TransientError with their own backoff (Dagster run retries).
@@ -190,16 +194,28 @@ class AzureBlobStore(BlobStore):
             max_concurrency=self.max_concurrency,
         )
         with self._errors(f"uploading {container}/{key}"), open(path, "rb") as stream:
-            try:
-                result = upload(stream)
-            except ResourceNotFoundError as exc:
-                # Creating the container only when it is missing keeps an upload at one
-                # request; a cached "exists" flag would go stale if someone deletes it.
-                if getattr(exc, "error_code", None) != "ContainerNotFound":
-                    raise
-                self._ensure_container(container)
+            for attempt in range(_BLOCK_LIST_ATTEMPTS):
+                try:
+                    result = upload(stream)
+                    break
+                except ResourceNotFoundError as exc:
+                    # Creating the container only when it is missing keeps an upload at
+                    # one request; a cached "exists" flag would go stale if someone
+                    # deletes it.
+                    if getattr(exc, "error_code", None) != "ContainerNotFound":
+                        raise
+                    self._ensure_container(container)
+                except HttpResponseError as exc:
+                    # The SDK names blocks by their offset: two writers of one blob at once
+                    # stage the same block ids, and the first commit discards the other's
+                    # uncommitted blocks. The later writer uploads again (last one wins,
+                    # whole, as for any overwrite).
+                    if getattr(exc, "error_code", None) != "InvalidBlockList" or (
+                        attempt == _BLOCK_LIST_ATTEMPTS - 1
+                    ):
+                        raise
+                    time.sleep(random.uniform(0.1, 0.5) * (attempt + 1))
                 stream.seek(0)
-                result = upload(stream)
         # After a block upload the answer's Content-MD5 is that of the block list, not the blob.
         md5 = result.get("content_md5") if size <= MAX_SINGLE_PUT_BYTES else None
         # Built from the upload's own answer: another writer's later blob cannot leak in,
@@ -229,10 +245,12 @@ class AzureBlobStore(BlobStore):
                 pass
 
     @contextmanager
-    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
+    def local_file(
+        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+    ) -> Iterator[Path]:
         # Keep the key's file name: GDAL picks drivers and sidecar files by name, and
         # callers see the same name as with LocalBlobStore.
-        with tempfile.TemporaryDirectory(prefix="blob-") as folder:
+        with tempfile.TemporaryDirectory(prefix="blob-", dir=scratch) as folder:
             path = Path(folder) / PurePosixPath(key).name
             self._download(container, key, path)
             if sidecars:

@@ -84,10 +84,13 @@ class BlobStore(dg.ConfigurableResource, ABC):
 
     @abstractmethod
     @contextmanager
-    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
+    def local_file(
+        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+    ) -> Iterator[Path]:
         """A local path holding the blob's bytes for the duration of the block;
         ``sidecars``: with the raster's sidecar files (world file, ``.aux.xml``, ``.msk``...)
-        beside it under their names, as GDAL looks for them."""
+        beside it under their names, as GDAL looks for them. A download goes under
+        ``scratch`` (the run's scratch folder, reclaimed if the process dies) when given."""
 
     def sidecar_keys(self, container: str, key: str) -> list[str]:
         """The blobs beside ``key`` that GDAL reads with it (``lib.raster.sidecars``)."""
@@ -265,7 +268,9 @@ class LocalBlobStore(BlobStore):
         self._metadata_path(container, key).unlink(missing_ok=True)
 
     @contextmanager
-    def local_file(self, container: str, key: str, *, sidecars: bool = False) -> Iterator[Path]:
+    def local_file(
+        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+    ) -> Iterator[Path]:
         # The blob's own file: its sidecars are already beside it.
         path = self._path(container, key)
         if not path.is_file():

@@ -8,7 +8,6 @@ What happens to a raster is ``geo_platform.processing.raster``; this module repo
 
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from geo_platform.defs.bronze import DATA_VERSION_TAG, SOURCE_ETAG, bronze_source
+from geo_platform.defs.run_worker import run_scratch_folder
 from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
 from geo_platform.processing.raster import (
@@ -27,7 +27,6 @@ from geo_platform.processing.raster import (
     RasterPlan,
     process_rasters,
 )
-from geo_platform.processing.scratch import run_scratch
 from geo_platform.resources.blob_store import BRONZE, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import (
@@ -164,20 +163,17 @@ def raster_pipeline(
     plan = _plan(context, config, load_collections_config(platform.collections_path))
     workers = min(runs.workers, len(keys))
     cpus = os.cpu_count() or 1
-    scratch = run_scratch(
-        platform.scratch_path, context.run.run_id, lambda run_id: _running(context, run_id)
-    )
-    ctx = RasterContext(
-        blob_store=blob_store,
-        limits=get_limit_settings(),
-        prices=get_price_settings(),
-        scratch=scratch,
-        # One raster: GDAL's threads on every core; several: the cores shared out.
-        threads="ALL_CPUS" if workers == 1 else max(1, cpus // workers),
-    )
     failed: dict[str, str] = {}
     transient = False
-    try:
+    with run_scratch_folder(context) as scratch:
+        ctx = RasterContext(
+            blob_store=blob_store,
+            limits=get_limit_settings(),
+            prices=get_price_settings(),
+            scratch=scratch,
+            # One raster: GDAL's threads on every core; several: the cores shared out.
+            threads="ALL_CPUS" if workers == 1 else max(1, cpus // workers),
+        )
         for outcome in process_rasters(
             keys,
             plan,
@@ -191,8 +187,6 @@ def raster_pipeline(
                 failed[outcome.key] = outcome.error
                 transient = transient or outcome.transient
                 context.log.error(outcome.error)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     if failed:
         raise dg.Failure(
             description=_failure_summary(failed, len(keys)),
@@ -200,11 +194,6 @@ def raster_pipeline(
             # Bad input gives the same answer every time; only a lost service is retried.
             allow_retries=transient,
         )
-
-
-def _running(context: dg.AssetExecutionContext, run_id: str) -> bool:
-    run = context.instance.get_run_by_id(run_id)
-    return run is not None and not run.is_finished
 
 
 def _plan(

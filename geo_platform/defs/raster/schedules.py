@@ -10,6 +10,7 @@ from geo_platform.defs.raster.jobs import raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
 from geo_platform.defs.raster.sensors import ingest_requests
 from geo_platform.defs.raster.state import raster_state
+from geo_platform.instance import add_partitions
 from geo_platform.lib.blob_scan import listing
 from geo_platform.lib.reconcile import plan_reconcile
 from geo_platform.resources.blob_store import BRONZE, BlobStore
@@ -46,10 +47,7 @@ def nightly_reconcile(
         settle=SETTLE,
     )
     context.log.info(", ".join(f"{what}: {n}" for what, n in plan.counts().items() if n))
-    known = set(registered)
-    new = [key for key, _ in plan.to_run if key not in known]
-    if new:
-        instance.add_dynamic_partitions(RASTER_PARTITIONS, new)
+    add_partitions(instance, RASTER_PARTITIONS, (key for key, _ in plan.to_run))
     # Observed now, as the sensor does: neither it nor tomorrow's run asks for them again.
     for key, etag in plan.to_run:
         instance.report_runless_asset_event(observation(BRONZE_RASTER, key, etag))

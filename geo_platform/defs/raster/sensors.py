@@ -10,6 +10,7 @@ from geo_platform.defs.bronze import latest_observed, observation
 from geo_platform.defs.raster.assets import BRONZE_RASTER, STAC_ITEM, TIER_ASSETS, VALIDATION
 from geo_platform.defs.raster.jobs import raster_cleanup, raster_ingest_job
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS, raster_partitions
+from geo_platform.defs.run_worker import fail_dead_runs
 from geo_platform.lib.blob_scan import (
     BronzeCursor,
     ListedBlob,
@@ -43,6 +44,9 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
     """Lists bronze a page per tick and compares each raster's ETag with the data version
     last observed for it: new and changed rasters are observed, registered as partitions
     and run in ranges; rasters deleted from bronze get a cleanup run."""
+    # Runs whose process died while no new run started would stay STARTED until one does.
+    for run_id in fail_dead_runs(context.instance):
+        context.log.warning(f"run {run_id}: its process died; marked failed")
     cursor = BronzeCursor.from_json(context.cursor)
     page = blob_store.list_page(BRONZE, cursor.token, PAGE_SIZE)
     blobs = [ListedBlob(b.key, b.etag, b.stored_at) for b in page.blobs]

@@ -1,7 +1,6 @@
 """Vector assets: a bronze vector file becomes warehouse tables (one per layer), their
 STAC items, and a PMTiles archive of vector tiles per table."""
 
-import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from geo_platform.defs.bronze import SOURCE_ETAG, bronze_source
+from geo_platform.defs.run_worker import run_scratch_folder
 from geo_platform.defs.vector.partitions import vector_partitions
 from geo_platform.errors import ConfigurationError, InvalidInputError
 from geo_platform.lib.collections_config import load_collections_config
@@ -79,7 +79,7 @@ def _local_copy(context: dg.AssetExecutionContext) -> tuple[Path, str] | None:
 
 @contextmanager
 def _source(
-    context: dg.AssetExecutionContext, blob_store: BlobStore, key: str
+    context: dg.AssetExecutionContext, blob_store: BlobStore, key: str, scratch: Path
 ) -> Iterator[tuple[Path, str | None]]:
     """The file to read: the ingest's local copy, else the bronze blob (downloaded if
     the store is remote); and its SHA-256 when known without reading it."""
@@ -89,7 +89,7 @@ def _source(
         yield local
         return
     blob = blob_store.info(BRONZE, key)
-    with blob_store.local_file(BRONZE, key) as path:
+    with blob_store.local_file(BRONZE, key, scratch=scratch) as path:
         yield path, blob.metadata.get(SHA256_METADATA)
 
 
@@ -154,11 +154,10 @@ def vector_table(
     try:
         options, _ = _options(key)
         with (
-            tempfile.TemporaryDirectory(prefix="vector-") as tmp,
-            _source(context, blob_store, key) as (path, known_sha256),
+            run_scratch_folder(context) as workdir,
+            _source(context, blob_store, key, workdir) as (path, known_sha256),
         ):
             sha256 = known_sha256 or sha256_file(path)
-            workdir = Path(tmp)
             layers = source_layers(path, key, workdir / "layers", options.zip_limits)
             if not layers:
                 raise InvalidInputError(key, "no layer with geometry in this file")
@@ -374,8 +373,8 @@ def vector_tiles(
         if not tiles:
             rows.append(f"| {table} | 0 | 0 | nothing drawable | |")
             continue
-        with tempfile.TemporaryDirectory(prefix="tiles-") as tmp:
-            path = Path(tmp) / "tiles.pmtiles"
+        with run_scratch_folder(context) as tmp:
+            path = tmp / "tiles.pmtiles"
             summary = write_pmtiles(
                 path,
                 tiles,

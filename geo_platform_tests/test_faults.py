@@ -1,0 +1,127 @@
+"""Faults a platform meets in operation: commands at once on a new instance, a process
+killed midway. Each drives the real `geo-platform` command in its own processes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from geo_platform.backends import blob_store, stac_catalog
+from geo_platform.instance import get_instance
+from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
+from geo_platform.settings import PlatformSettings
+
+from .conftest import _scratch_database
+
+pytestmark = pytest.mark.asset
+
+CLI = [str(Path(sys.executable).parent / "geo-platform")]
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    # The environment the test's monkeypatching set: the same profile, data and databases.
+    return subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def _raster(path: Path, size: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    profile = {
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32633",
+        "transform": from_origin(500_000 + seed * 10_000, 5_000_000, 10, 10),
+        "tiled": True,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(rng.integers(0, 255, (3, size, size), dtype=np.uint8))
+    return path
+
+
+@pytest.fixture
+def fresh_instance(profile_settings: PlatformSettings, pg_settings, monkeypatch):
+    """The profile's settings with a Dagster instance nobody has created yet."""
+    if profile_settings.profile.value == "embedded":
+        assert not profile_settings.dagster_home.exists()
+        yield profile_settings
+        return
+    with _scratch_database(pg_settings, "dagster_fresh") as database:
+        monkeypatch.setenv("GEO_PLATFORM_PG_DAGSTER_DATABASE", database)
+        yield PlatformSettings()
+
+
+def test_concurrent_ingests_on_a_new_instance_each_file_once(fresh_instance, tmp_path):
+    """Dagster creates its tables when an instance first loads: two processes doing it at
+    once left the SQLite instance with two alembic heads, or crashed one process."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    a, b, c = (_raster(inputs / f"{n}.tif", 64, seed) for seed, n in enumerate("abc"))
+    processes = [
+        _start("ingest", str(a), "--collection", "burst"),
+        _start("ingest", str(a), str(b), "--collection", "burst"),
+        _start("ingest", str(c), "--collection", "burst"),
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    assert "1 ok, 0 failed" in outputs[0] and "2 ok, 0 failed" in outputs[1], outputs
+
+    items = stac_catalog(fresh_instance).search(collections=["burst"], limit=None)
+    assert sorted(i["id"] for i in items) == ["a", "b", "c"]
+    # The instance is healthy afterwards: one more ingest works, and runs are readable.
+    again = _start("ingest", str(b), "--collection", "burst")
+    assert again.communicate(timeout=120)[0].strip().endswith("1 ok, 0 failed")
+    runs = get_instance(fresh_instance).get_runs()
+    assert runs and all(r.status is dg.DagsterRunStatus.SUCCESS for r in runs)
+
+
+def test_killed_ingest_is_failed_reclaimed_and_rerun_to_one_consistent_item(
+    profile_settings, tmp_path
+):
+    """kill -9 midway left its temporary files forever and the run STARTED."""
+    settings = profile_settings
+    source = _raster(tmp_path / "big.tif", 3000, seed=7)
+    process = _start("ingest", str(source), "--collection", "crash")
+    scratch = settings.scratch_path
+    deadline = time.monotonic() + 120
+    # Killed once it is writing tiers: its run folder holds a COG in the making.
+    while not any(scratch.glob("*/cog-*/*")):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the ingest never started writing tiers"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    instance = get_instance(settings)
+    (killed,) = instance.get_runs()
+    assert killed.status is dg.DagsterRunStatus.STARTED
+    assert any(scratch.iterdir())
+
+    rerun = _start("ingest", str(source), "--collection", "crash")
+    output = rerun.communicate(timeout=240)[0]
+    assert rerun.returncode == 0, output
+    killed = instance.get_run_by_id(killed.run_id)
+    assert killed is not None and killed.status is dg.DagsterRunStatus.FAILURE
+    assert list(scratch.iterdir()) == []
+
+    (item,) = stac_catalog(settings).search(collections=["crash"], limit=None)
+    store = blob_store(settings)
+    assert set(item["assets"]) == {"visualization", "analysis", "archive"}
+    for tier in Tier:
+        asset, container = item["assets"][tier.value], TIER_SPECS[tier].container
+        key = tier_blob_key(tier, "crash/big.tif")
+        assert asset["href"] == store.href(container, key)
+        with store.local_file(container, key) as path:
+            assert asset["file:checksum"] == "1220" + sha256_file(path)
+            assert asset["file:size"] == path.stat().st_size

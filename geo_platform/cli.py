@@ -42,9 +42,46 @@ def _human_bytes(size: float) -> str:
     return f"{size:.1f} GB"
 
 
-@click.group()
-def main() -> None:
-    """geo_platform: COG tiers, STAC catalog and more, on Dagster."""
+# Exit codes: 0 done, 1 failed work (a bad file, a service that does not answer),
+# 2 bad usage (click's own).
+FAILED = 1
+
+
+class _OneLineErrors(click.Group):
+    """Expected failures end a command as one line on stderr and exit code 1; the
+    traceback only with ``--verbose`` (anywhere on the command line) or
+    GEO_PLATFORM_VERBOSE=1."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except Exception as e:
+            verbose = ctx.params.get("_verbose") or "--verbose" in sys.argv[1:]
+            if verbose or os.environ.get("GEO_PLATFORM_VERBOSE") == "1":
+                raise
+            click.echo(f"error: {one_line(e)}", err=True)
+            ctx.exit(FAILED)
+
+
+def one_line(error: BaseException) -> str:
+    """What went wrong, in one line: the platform's own message, or a library's first
+    line with its kind; where to see more."""
+    from geo_platform.errors import GeoPlatformError
+
+    lines = str(error).strip().splitlines() or [""]
+    message = lines[0].strip()
+    if isinstance(error, GeoPlatformError):
+        return message
+    return f"{type(error).__name__}: {message} (--verbose shows the traceback)"
+
+
+@click.group(cls=_OneLineErrors)
+@click.option("--verbose", "_verbose", is_flag=True, help="Tracebacks of failures.")
+def main(_verbose: bool) -> None:
+    """geo_platform: COG tiers, STAC catalog and more, on Dagster. Exit codes: 0 done,
+    1 failed work, 2 bad usage."""
 
 
 @main.command("ingest")
@@ -72,6 +109,11 @@ def main() -> None:
     show_default=True,
     help="Also make the vector files' PMTiles (otherwise the automation sensor does).",
 )
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Also follow links inside a folder that lead out of it (skipped by default).",
+)
 def ingest_command(
     paths: tuple[Path, ...],
     collection: str,
@@ -79,10 +121,16 @@ def ingest_command(
     batch_size: int | None,
     verbose: bool,
     vector_tiles: bool,
+    follow_symlinks: bool,
 ) -> None:
     """Copy files (or folders of rasters and vector files) into bronze and materialize them."""
     from geo_platform.errors import GeoPlatformError
-    from geo_platform.ingest import ingest
+    from geo_platform.ingest import check_collection_name, ingest
+
+    try:
+        check_collection_name(collection)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--collection") from None
 
     try:
         outcomes = ingest(
@@ -94,6 +142,8 @@ def ingest_command(
             batch_size=batch_size,
             verbose=verbose,
             vector_tiles=vector_tiles,
+            follow_symlinks=follow_symlinks,
+            warn=lambda message: click.echo(f"warning: {message}", err=True),
         )
     except (GeoPlatformError, ValueError) as e:
         click.echo(f"error: {e}", err=True)
@@ -207,7 +257,7 @@ def stac_group() -> None:
     "--query",
     help='Property filters as JSON, e.g. \'{"gsd": {"lte": 1}, "naip:state": {"eq": "al"}}\'',
 )
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1, max=2**31 - 1))
 @click.option(
     "--sign",
     is_flag=True,

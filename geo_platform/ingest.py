@@ -8,6 +8,7 @@ that one bad file fails alone, with its reason. The runs are in the UI like any 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.lib.hashing import sha256_file
-from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.partition_keys import (
+    blob_key_problem,
+    collection_name_problem,
+    is_raster_key,
+)
 from geo_platform.lib.raster.sidecars import local_sidecars
 from geo_platform.lib.vector.formats import is_vector_key
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
@@ -42,24 +47,48 @@ class IngestOutcome:
         return cls(source, outcome.blob_key, outcome.ok, outcome.message, outcome.metadata)
 
 
-def collect_files(paths: Iterable[Path]) -> list[tuple[Path, str]]:
+def collect_files(
+    paths: Iterable[Path],
+    *,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[tuple[Path, str]]:
     """``(file, name inside the collection)``; folders contribute their raster and vector
-    files."""
+    files. A link inside a folder that leads out of it is skipped (with a warning) unless
+    ``follow_symlinks``: a link to /etc/passwd named passwd.tif is not a raster to copy."""
     found: list[tuple[Path, str]] = []
     for path in paths:
-        if path.is_dir():
-            for file in sorted(p for p in path.rglob("*") if p.is_file()):
-                relative = file.relative_to(path).as_posix()
-                if is_raster_key(relative) or is_vector_key(relative):
-                    found.append((file, relative))
-        else:
+        if not path.is_dir():
             found.append((path, path.name))
-    return found
+            continue
+        root = path.resolve()
+        for folder, dirs, names in os.walk(path, followlinks=follow_symlinks):
+            here = Path(folder)
+            if not follow_symlinks:
+                for name in [d for d in dirs if (here / d).is_symlink()]:
+                    if not _inside(here / name, root):
+                        warn(f"{here / name}: skipped, a link leading out of {path}")
+                        dirs.remove(name)
+            dirs.sort()
+            for name in sorted(names):
+                file = here / name
+                relative = file.relative_to(path).as_posix()
+                if not (is_raster_key(relative) or is_vector_key(relative)):
+                    continue
+                if not follow_symlinks and file.is_symlink() and not _inside(file, root):
+                    warn(f"{file}: skipped, a link leading out of {path}")
+                elif file.is_file():
+                    found.append((file, relative))
+    return sorted(found, key=lambda pair: pair[1])
+
+
+def _inside(link: Path, root: Path) -> bool:
+    return link.resolve().is_relative_to(root)
 
 
 def check_collection_name(collection: str) -> str:
-    if not collection or "/" in collection or partition_key_problem(collection):
-        raise ValueError(f"invalid collection name {collection!r}: use one path segment")
+    if problem := collection_name_problem(collection):
+        raise ValueError(f"invalid collection name {collection!r}: {problem}")
     return collection
 
 
@@ -73,6 +102,8 @@ def ingest(
     batch_size: int | None = None,
     verbose: bool = False,
     vector_tiles: bool = False,
+    follow_symlinks: bool = False,
+    warn: Callable[[str], None] = lambda message: None,
 ) -> list[IngestOutcome]:
     """Ingest every file; ``report`` is called for each as its batch finishes. Vector
     files go their own way (``geo_platform.vector_ingest``), one run each."""
@@ -85,11 +116,11 @@ def ingest(
 
     files: dict[str, Path] = {}
     vectors: dict[str, Path] = {}
-    for source, name in collect_files(paths):
+    for source, name in collect_files(paths, follow_symlinks=follow_symlinks, warn=warn):
         key = f"{collection}/{name}"
         if not source.is_file():
             done(IngestOutcome(source, key, False, f"{source}: no such file"))
-        elif problem := partition_key_problem(key):
+        elif problem := blob_key_problem(key):
             done(IngestOutcome(source, key, False, f"{source}: {problem}"))
         elif is_vector_key(key):
             vectors[key] = source

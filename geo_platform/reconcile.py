@@ -12,7 +12,7 @@ from geo_platform.backends import stac_catalog as profile_catalog
 from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
 from geo_platform.defs.raster.state import raster_state
 from geo_platform.lib.blob_scan import listing
-from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.partition_keys import blob_key_problem, is_raster_key
 from geo_platform.lib.reconcile import ReconcilePlan, plan_reconcile
 from geo_platform.processing.raster import remove_raster
 from geo_platform.resources.blob_store import BRONZE
@@ -91,7 +91,7 @@ def backfill(
     runner = RasterRunner(settings, verbose=verbose, via="backfill")
     prefix = f"{collection}/"
     etags = {b.key: b.etag for b in listing(store, BRONZE) if b.key.startswith(prefix)}
-    etags = {k: e for k, e in etags.items() if is_raster_key(k) and not partition_key_problem(k)}
+    etags = {k: e for k, e in etags.items() if is_raster_key(k) and not blob_key_problem(k)}
     outcomes: list[RasterOutcome] = []
 
     def done(outcome: RasterOutcome) -> None:

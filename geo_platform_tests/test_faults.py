@@ -12,9 +12,12 @@ import dagster as dg
 import numpy as np
 import pytest
 import rasterio
+from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 from geo_platform.backends import blob_store, stac_catalog
+from geo_platform.cli import main
+from geo_platform.ingest import ingest
 from geo_platform.instance import get_instance
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
@@ -125,3 +128,65 @@ def test_killed_ingest_is_failed_reclaimed_and_rerun_to_one_consistent_item(
         with store.local_file(container, key) as path:
             assert asset["file:checksum"] == "1220" + sha256_file(path)
             assert asset["file:size"] == path.stat().st_size
+
+
+@pytest.mark.parametrize("name", [".", "..", "a\\b", "a/b", "", " x"])
+def test_collection_names_follow_one_rule_with_a_one_line_error(settings, tmp_path, name):
+    source = _raster(tmp_path / "a.tif", 16, seed=1)
+    result = CliRunner().invoke(main, ["ingest", str(source), "--collection", name])
+    assert result.exit_code == 2, result.output
+    assert "invalid collection name" in result.output and "Traceback" not in result.output
+    assert not (settings.data_dir / "bronze").exists()
+
+
+def test_file_names_that_would_escape_or_fold_fail_alone(profile_settings, tmp_path):
+    """A file named ..\\..\\etc\\x.tif became blobs under ../../etc/ on Azure."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = _raster(folder / "good.tif", 16, seed=2)
+    hostile = folder / "..\\..\\etc\\x.tif"
+    hostile.write_bytes(good.read_bytes())
+    outcomes = ingest(
+        [good, hostile], collection="names", output_tier="analysis", settings=profile_settings
+    )
+    by_key = {o.blob_key: o for o in outcomes}
+    assert by_key["names/good.tif"].ok
+    bad = by_key["names/..\\..\\etc\\x.tif"]
+    assert not bad.ok and str(hostile) in bad.message and "backslash" in bad.message
+    store = blob_store(profile_settings)
+    assert [b.key for b in store.list_blobs("bronze")] == ["names/good.tif"]
+
+
+def test_links_leading_out_of_an_ingested_folder_are_skipped(settings, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _raster(folder / "good.tif", 16, seed=3)
+    (folder / "passwd.tif").symlink_to("/etc/passwd")
+    (folder / "again.tif").symlink_to(folder / "good.tif")  # inside the folder: kept
+
+    result = CliRunner().invoke(main, ["ingest", str(folder), "--collection", "links"])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {folder / 'passwd.tif'}: skipped, a link leading out of" in result.output
+    bronze = sorted(b.key for b in blob_store(settings).list_blobs("bronze"))
+    assert bronze == ["links/again.tif", "links/good.tif"]
+
+    followed = CliRunner().invoke(
+        main, ["ingest", str(folder), "--collection", "links", "--follow-symlinks"]
+    )
+    assert "links/passwd.tif" in followed.output and followed.exit_code == 1
+
+
+def test_unexpected_failures_are_one_line_unless_verbose(settings, monkeypatch):
+    import geo_platform.backends
+
+    def broken(_settings):
+        raise RuntimeError("catalog exploded\nsecond line")
+
+    monkeypatch.setattr(geo_platform.backends, "stac_catalog", broken)
+    result = CliRunner().invoke(main, ["stac", "search"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "error: RuntimeError: catalog exploded (--verbose shows the traceback)\n"
+    )
+    verbose = CliRunner().invoke(main, ["--verbose", "stac", "search"])
+    assert isinstance(verbose.exception, RuntimeError)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.partition_keys import blob_key_problem, is_raster_key
 
 # Names already reported as unusable: bounded, so that a container full of bad names
 # cannot grow the cursor without limit (past it, a name is reported once per pass).
@@ -120,7 +120,7 @@ def plan_page(
     for blob in blobs:
         if not accept(blob.key):
             continue
-        problem = partition_key_problem(blob.key)
+        problem = blob_key_problem(blob.key)
         if problem:
             if blob.key not in rejected_before:
                 rejected.append((blob.key, problem))

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from geo_platform.errors import ConfigurationError
+from geo_platform.lib.partition_keys import collection_name_problem
 from geo_platform.lib.raster.tiers import Tier, parse_output_tier
 
 DEFAULT_OUTPUT_TIER = "all"
@@ -28,6 +29,8 @@ def load_collections_config(path: Path) -> dict[str, dict]:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigurationError(f"{path}: expected a mapping of collection -> settings")
     for collection, settings in data.items():
+        if problem := collection_name_problem(str(collection)):
+            raise ConfigurationError(f"{path}: collection {collection!r} {problem}")
         if "output_tier" in settings:
             try:
                 parse_output_tier(str(settings["output_tier"]))

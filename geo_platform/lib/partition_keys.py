@@ -1,4 +1,6 @@
-"""Which blob keys can be Dagster partition keys."""
+"""The one rule for blob keys (they are Dagster partition keys too) and collection names,
+on both profiles: ``blob_key_problem`` and ``collection_name_problem``; the blob stores,
+ingest, the sensor and reconciliation all ask them."""
 
 from __future__ import annotations
 
@@ -9,8 +11,35 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".png", ".jpg", ".jpeg")
 _FORBIDDEN = ("...", "|", ",")
 
 
+# Azure's limit on blob names, in bytes of UTF-8.
+MAX_KEY_BYTES = 1024
+
+
+def blob_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a blob (and a partition), or None if it can: a relative
+    path of ``/``-separated segments, none of them empty, ``.`` or ``..`` (that would
+    escape its container or fold into another key), no backslash (Azure and Windows tools
+    read it as a separator), within Azure's length, and a valid Dagster partition key."""
+    if not key:
+        return "is empty"
+    if len(key.encode()) > MAX_KEY_BYTES:
+        return f"is longer than {MAX_KEY_BYTES} bytes"
+    if "\\" in key:
+        return "contains a backslash; use '/' between folders"
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        return "has an empty, '.' or '..' path segment"
+    return partition_key_problem(key)
+
+
+def collection_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a collection (the first segment of its keys), or None."""
+    if "/" in name:
+        return "has a '/': a collection is one path segment"
+    return blob_key_problem(name)
+
+
 def partition_key_problem(key: str) -> str | None:
-    """Why ``key`` cannot be a partition key, or None if it can."""
+    """Why ``key`` cannot be a Dagster partition key, or None if it can."""
     for token in _FORBIDDEN:
         if token in key:
             return f"contains {token!r}, which Dagster reserves in partition keys"

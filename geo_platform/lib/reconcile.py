@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from geo_platform.lib.blob_scan import ListedBlob
-from geo_platform.lib.partition_keys import is_raster_key, partition_key_problem
+from geo_platform.lib.partition_keys import blob_key_problem, is_raster_key
 from geo_platform.lib.stac.ids import collection_id, item_id
 
 
@@ -71,7 +71,7 @@ def plan_reconcile(
     for blob in blobs:
         if not blob.key.startswith(prefix) or not is_raster_key(blob.key):
             continue
-        if problem := partition_key_problem(blob.key):
+        if problem := blob_key_problem(blob.key):
             plan.rejected.append((blob.key, problem))
             continue
         listed.add(blob.key)

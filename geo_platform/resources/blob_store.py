@@ -12,10 +12,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import dagster as dg
 
+from geo_platform.lib.partition_keys import blob_key_problem
 from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
 
 BRONZE = "bronze"
@@ -159,10 +160,10 @@ def _same_device(path: Path, folder: Path) -> bool:
 
 
 def check_key(key: str) -> str:
-    """Reject keys that could escape their container."""
-    path = PurePosixPath(key)
-    if not key or path.is_absolute() or ".." in path.parts or key.endswith("/"):
-        raise ValueError(f"invalid blob key {key!r}")
+    """Reject keys outside the platform's rule (``lib.partition_keys``): none can escape
+    its container or fold into another, on either profile."""
+    if problem := blob_key_problem(key):
+        raise ValueError(f"invalid blob key {key!r}: {problem}")
     return key
 
 

@@ -135,3 +135,31 @@ def grid_batches(
 def expected_cells(resolution: int) -> int:
     """How many cells the global grid of ``resolution`` has (2 + 120 * 7^r)."""
     return int(h3.get_num_cells(check_resolution(resolution)))
+
+
+# From this resolution on, a grid is made and stored one resolution-0 cell at a time.
+FAN_OUT_RESOLUTION = 5
+
+
+def grid_partition_keys(max_resolution: int) -> list[str]:
+    """``"0"`` ... ``"4"``; from 5 on, ``"<resolution>/<resolution-0 cell>"`` (122 each)."""
+    check_resolution(max_resolution)
+    keys = [str(r) for r in range(min(max_resolution, FAN_OUT_RESOLUTION - 1) + 1)]
+    for resolution in range(FAN_OUT_RESOLUTION, max_resolution + 1):
+        keys += [f"{resolution}/{cell}" for cell in base_cells()]
+    return keys
+
+
+def parse_grid_partition(key: str) -> tuple[int, str | None]:
+    """``(resolution, resolution-0 cell or None)`` of a partition key."""
+    resolution, _, base = key.partition("/")
+    if base and not (h3.is_valid_cell(base) and h3.get_resolution(base) == 0):
+        raise ValueError(f"{key!r}: {base!r} is not a resolution-0 H3 cell")
+    return check_resolution(int(resolution)), base or None
+
+
+def partition_cells(resolution: int, base: str | None) -> int:
+    """Cells in one partition: the global grid, or one resolution-0 cell's descendants."""
+    if base is None:
+        return expected_cells(resolution)
+    return int(h3.cell_to_children_size(base, resolution))

@@ -1,0 +1,172 @@
+"""H3 assets: the global grids (one partition per resolution, per resolution-0 cell from
+5 on), the land grid, and H3 summaries of rasters and vector tables.
+
+The partitions of ``h3_grid`` follow ``GEO_PLATFORM_H3_MAX_RESOLUTION``, read when the
+definitions load (``defs/h3/definitions.py``), never at import.
+"""
+
+import datetime as dt
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import h3
+
+from geo_platform.lib.h3.grid import (
+    EARTH_AREA_KM2,
+    GRID_SPEC,
+    grid_batches,
+    grid_partition_keys,
+    parse_grid_partition,
+    partition_cells,
+)
+from geo_platform.lib.h3.item import H3_COLLECTION, build_grid_item, h3_collection
+from geo_platform.lib.h3.load import GridStats, load_cells
+from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.stac.validation import validate_item
+from geo_platform.resources.blob_store import BlobStore
+from geo_platform.resources.stac_catalog import StacCatalog
+from geo_platform.resources.warehouse import Warehouse
+from geo_platform.settings import get_platform_settings
+
+GOLD = "gold"
+# The relative difference the Earth-area check allows (the issue's 0.01%).
+AREA_TOLERANCE = 1e-4
+_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+_GRID_CHECKS = {
+    "cell_count": "the partition holds exactly the cells H3 has there",
+    "pentagons": "12 pentagons per global resolution (1 under a pentagon base cell)",
+    "area_sum": "a global resolution's cell areas sum to H3's Earth area within 0.01%",
+    "geometries_valid": "every cell polygon is valid (antimeridian cells split)",
+}
+
+
+def grid_export_key(resolution: int, base: str | None) -> str:
+    """Where a partition's GeoParquet goes in gold: a pure function of the partition."""
+    if base is None:
+        return f"h3/grid/resolution-{resolution}.parquet"
+    return f"h3/grid/resolution-{resolution}/{base}.parquet"
+
+
+def upload_export(blob_store: BlobStore, path: Path, key: str) -> dict:
+    digest = sha256_file(path)
+    info = blob_store.upload_file(path, GOLD, key, consume=True)
+    return {"href": blob_store.href(GOLD, key), "size": info.size, "sha256": digest}
+
+
+def build_h3_grid(max_resolution: int) -> dg.AssetsDefinition:
+    """``h3_grid`` with partitions for resolutions 0 to ``max_resolution``."""
+    partitions = dg.StaticPartitionsDefinition(grid_partition_keys(max_resolution))
+
+    @dg.asset(
+        name="h3_grid",
+        partitions_def=partitions,
+        group_name="h3",
+        kinds={"postgis", "duckdb", "geoparquet", "stac"},
+        check_specs=[
+            dg.AssetCheckSpec(name, asset="h3_grid", description=text)
+            for name, text in _GRID_CHECKS.items()
+        ],
+        retry_policy=_RETRY,
+    )
+    def h3_grid(
+        context: dg.AssetExecutionContext,
+        blob_store: BlobStore,
+        warehouse: dg.ResourceParam[Warehouse],
+        stac_catalog: dg.ResourceParam[StacCatalog],
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """The complete global H3 grid of one resolution (from resolution 5 on, of one
+        resolution-0 cell) in the warehouse table ``h3.grid``: h3_index, resolution,
+        parent, base_cell, is_pentagon, area_km2 and the boundary in EPSG:4326. Replacing
+        a partition swaps its rows in one transaction; a GeoParquet copy goes to gold and
+        a STAC item to ``system-h3-grids``."""
+        resolution, base = parse_grid_partition(context.partition_key)
+        table_partition: dict[str, str | int] = {"resolution": resolution}
+        if base is not None:
+            table_partition["base_cell"] = int(h3.get_base_cell_number(base))
+        parents = [base] if base is not None else None
+        scratch = get_platform_settings().scratch_path
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="h3-", dir=scratch) as tmp:
+            rows, stats = load_cells(
+                GRID_SPEC,
+                grid_batches(resolution, parents),
+                lambda batches: warehouse.replace_partition(GRID_SPEC, table_partition, batches),
+                Path(tmp) / "grid.parquet",
+            )
+            export = upload_export(
+                blob_store, Path(tmp) / "grid.parquet", grid_export_key(resolution, base)
+            )
+        item = build_grid_item(
+            resolution=resolution,
+            base_cell=base,
+            rows=rows,
+            table_location=f"{warehouse.location}#{GRID_SPEC.schema}.{GRID_SPEC.name}",
+            export=export,
+            created=dt.datetime.now(dt.UTC),
+        )
+        if stac_catalog.get_collection(H3_COLLECTION) is None:
+            stac_catalog.upsert_collection(h3_collection())
+        stac_catalog.upsert_items([item])
+        problems = validate_item(item)
+        context.log.info(f"h3.grid resolution {resolution}: {rows:,} cells")
+        yield dg.MaterializeResult(
+            metadata={
+                "table": f"{GRID_SPEC.schema}.{GRID_SPEC.name}",
+                "warehouse": warehouse.location,
+                "resolution": resolution,
+                "base_cell": base or "all",
+                "cells": dg.MetadataValue.int(rows),
+                "pentagons": dg.MetadataValue.int(stats.pentagons),
+                "area_km2": dg.MetadataValue.float(stats.area_km2),
+                "antimeridian_cells": dg.MetadataValue.int(stats.split),
+                "export": export["href"],
+                "stac_item": f"{H3_COLLECTION}/{item['id']}",
+                "item_problems": "; ".join(problems) or "none",
+            }
+        )
+        yield from _grid_checks(resolution, base, stats)
+
+    return h3_grid
+
+
+def _grid_checks(
+    resolution: int, base: str | None, stats: GridStats
+) -> Iterator[dg.AssetCheckResult]:
+    expected = partition_cells(resolution, base)
+    yield dg.AssetCheckResult(
+        check_name="cell_count",
+        passed=stats.rows == expected,
+        metadata={"cells": stats.rows, "expected": expected},
+    )
+    pentagons = 12 if base is None else int(h3.is_pentagon(base))
+    yield dg.AssetCheckResult(
+        check_name="pentagons",
+        passed=stats.pentagons == pentagons,
+        metadata={"pentagons": stats.pentagons, "expected": pentagons},
+    )
+    if base is None:
+        error = abs(stats.area_km2 / EARTH_AREA_KM2 - 1)
+        yield dg.AssetCheckResult(
+            check_name="area_sum",
+            passed=error <= AREA_TOLERANCE,
+            metadata={
+                "area_km2": stats.area_km2,
+                "earth_km2": EARTH_AREA_KM2,
+                "relative_error": error,
+            },
+        )
+    else:
+        # Children do not tile their resolution-0 ancestor exactly: the Earth's area is
+        # a property of a whole resolution, checked on the global partitions.
+        yield dg.AssetCheckResult(
+            check_name="area_sum",
+            passed=True,
+            metadata={"area_km2": stats.area_km2, "note": "one resolution-0 cell: not global"},
+        )
+    yield dg.AssetCheckResult(
+        check_name="geometries_valid",
+        passed=stats.invalid == 0,
+        metadata={"invalid": stats.invalid, "split_at_antimeridian": stats.split},
+    )

@@ -1,0 +1,83 @@
+"""The H3 assets through dg.materialize on both profiles: grids, land grid, summaries."""
+
+from collections import Counter
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from pyproj import Geod
+
+from geo_platform.backends import blob_store, dagster_resources, stac_catalog, warehouse
+from geo_platform.defs.h3.assets import build_h3_grid, grid_export_key
+from geo_platform.lib.h3.grid import EARTH_AREA_KM2, EARTH_RADIUS_KM
+from geo_platform.lib.h3.item import H3_COLLECTION
+
+pytestmark = pytest.mark.asset
+
+H3_SPHERE = Geod(a=EARTH_RADIUS_KM * 1000, b=EARTH_RADIUS_KM * 1000)
+COUNTS = {0: 122, 1: 842, 2: 5_882}
+
+
+def _materialize(assets, partition_key=None, **kwargs) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        partition_key=partition_key,
+        resources=dagster_resources(),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        **kwargs,
+    )
+
+
+def _grid_rows(settings) -> pa.Table:
+    batches = warehouse(settings).read_table(
+        "h3", "grid", ["h3_index", "resolution", "is_pentagon", "area_km2"], "geom"
+    )
+    return pa.Table.from_batches(list(batches))
+
+
+def test_h3_grid_partitions_on_both_profiles(profile_settings):
+    settings = profile_settings
+    grid = build_h3_grid(2)
+    for resolution in COUNTS:
+        result = _materialize([grid], str(resolution))
+        assert result.success
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == dict.fromkeys(
+            ["cell_count", "pentagons", "area_sum", "geometries_valid"], True
+        )
+
+    rows = _grid_rows(settings)
+    by_resolution = Counter(rows["resolution"].to_pylist())
+    assert dict(by_resolution) == COUNTS
+    assert len(set(rows["h3_index"].to_pylist())) == sum(COUNTS.values())
+    check = warehouse(settings).check_geometries("h3", "grid", "geom")
+    assert (check.invalid, check.srids) == (0, (4326,))
+    stored = shapely.from_wkb(rows["geom"].to_numpy(zero_copy_only=False))
+    resolutions = rows["resolution"].to_numpy()
+    for resolution in COUNTS:
+        picked = stored[resolutions == resolution]
+        pentagons = rows.filter(pa.compute.equal(rows["resolution"], resolution))["is_pentagon"]
+        assert sum(pentagons.to_pylist()) == 12
+        # The stored shapes, not only the area column, cover the Earth once: antimeridian
+        # cells hold their own area, never the rest of the globe.
+        geodesic = sum(abs(H3_SPHERE.geometry_area_perimeter(g)[0]) for g in picked) / 1e6
+        assert geodesic == pytest.approx(EARTH_AREA_KM2, rel=1e-4)
+    kinds = Counter(g.geom_type for g in stored)
+    assert kinds["MultiPolygon"] > 50
+
+    # Replacing one resolution leaves the others as they were.
+    assert _materialize([grid], "1").success
+    assert dict(Counter(_grid_rows(settings)["resolution"].to_pylist())) == COUNTS
+
+    store = blob_store(settings)
+    with store.local_file("gold", grid_export_key(2, None)) as path:
+        exported = pq.read_table(path)
+        assert exported.num_rows == 5_882 and b"geo" in exported.schema.metadata
+    items = stac_catalog(settings).search(collections=[H3_COLLECTION], limit=None)
+    assert sorted(i["id"] for i in items) == ["h3-grid-res0", "h3-grid-res1", "h3-grid-res2"]
+    item = next(i for i in items if i["id"] == "h3-grid-res2")
+    assert item["properties"]["table:row_count"] == 5_882
+    assert item["assets"]["data"]["href"] == store.href("gold", grid_export_key(2, None))

@@ -3,16 +3,21 @@
 from collections import Counter
 
 import dagster as dg
+import h3
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyogrio
 import pytest
 import shapely
 from pyproj import Geod
 
 from geo_platform.backends import blob_store, dagster_resources, stac_catalog, warehouse
-from geo_platform.defs.h3.assets import build_h3_grid, grid_export_key
-from geo_platform.lib.h3.grid import EARTH_AREA_KM2, EARTH_RADIUS_KM
+from geo_platform.defs.h3.assets import build_h3_grid, grid_export_key, h3_land_grid
+from geo_platform.ingest import ingest
+from geo_platform.lib.h3.grid import EARTH_AREA_KM2, EARTH_RADIUS_KM, cell_polygons, grid_cells
 from geo_platform.lib.h3.item import H3_COLLECTION
+
+from . import vector_inputs as inputs
 
 pytestmark = pytest.mark.asset
 
@@ -81,3 +86,60 @@ def test_h3_grid_partitions_on_both_profiles(profile_settings):
     item = next(i for i in items if i["id"] == "h3-grid-res2")
     assert item["properties"]["table:row_count"] == 5_882
     assert item["assets"]["data"]["href"] == store.href("gold", grid_export_key(2, None))
+
+
+@pytest.fixture
+def countries(tmp_path, profile_settings):
+    """The real Natural Earth countries, ingested by the vector pipeline as the default
+    land table expects them (naturalearth/countries.zip)."""
+    if not inputs.REAL_VECTORS.is_dir():
+        pytest.skip(f"real test data not found at {inputs.REAL_VECTORS}")
+    folder = tmp_path / "ne"
+    folder.mkdir()
+    inputs.shapefile_zip(folder / "countries.zip")
+    (outcome,) = ingest(
+        [folder / "countries.zip"],
+        collection="naturalearth",
+        output_tier=None,
+        settings=profile_settings,
+    )
+    assert outcome.ok, outcome.message
+    return inputs.REAL_VECTORS / "naturalearth_lowres" / "naturalearth_lowres.shp"
+
+
+def test_land_grid_from_the_real_natural_earth_countries(profile_settings, countries, monkeypatch):
+    monkeypatch.setenv("GEO_PLATFORM_H3_LAND_RESOLUTION", "2")
+    result = _materialize([h3_land_grid])
+    assert result.success
+    metadata = result.asset_materializations_for_node("h3_land_grid")[0].metadata
+    kept, dropped = metadata["cells_kept"].value, metadata["cells_dropped"].value
+    assert kept + dropped == 5_882
+
+    # Directly: the cells of resolution 2 that meet any country of the shapefile.
+    land = shapely.union_all(_shapes(countries))
+    cells = grid_cells(2)
+    expected = {c for c, p in zip(cells, cell_polygons(cells), strict=True) if p.intersects(land)}
+    assert kept == len(expected)
+
+    rows = pa.Table.from_batches(
+        list(warehouse(profile_settings).read_table("h3", "land_grid", ["h3_index"]))
+    )
+    stored = set(rows["h3_index"].to_pylist())
+    assert stored == expected
+    paris, point_nemo = h3.latlng_to_cell(48.86, 2.35, 2), h3.latlng_to_cell(-48.88, -123.39, 2)
+    assert paris in stored and point_nemo not in stored
+    with blob_store(profile_settings).local_file("gold", "h3/land_grid/resolution-2.parquet") as p:
+        assert pq.read_table(p).num_rows == kept
+
+
+def _shapes(path):
+    _, _, geometry, _ = pyogrio.raw.read(path)
+    return shapely.from_wkb(geometry)
+
+
+def test_land_grid_without_its_land_table_fails_clearly(settings, monkeypatch):
+    monkeypatch.setenv("GEO_PLATFORM_H3_LAND_TABLE", "vector.no_such_land")
+    result = _materialize([h3_land_grid])
+    assert not result.success
+    failure = result.failure_data_for_node("h3_land_grid")
+    assert "land table vector.no_such_land does not exist" in str(failure.error)

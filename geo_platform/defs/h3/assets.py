@@ -22,13 +22,21 @@ from geo_platform.lib.h3.grid import (
     partition_cells,
 )
 from geo_platform.lib.h3.item import H3_COLLECTION, build_grid_item, h3_collection
+from geo_platform.lib.h3.land import (
+    LAND_GRID_SPEC,
+    LandCount,
+    LandError,
+    land_cells,
+    land_polygons,
+    parse_table_name,
+)
 from geo_platform.lib.h3.load import GridStats, load_cells
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.resources.blob_store import BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.resources.warehouse import Warehouse
-from geo_platform.settings import get_platform_settings
+from geo_platform.settings import get_h3_settings, get_platform_settings
 
 GOLD = "gold"
 # The relative difference the Earth-area check allows (the issue's 0.01%).
@@ -169,4 +177,96 @@ def _grid_checks(
         check_name="geometries_valid",
         passed=stats.invalid == 0,
         metadata={"invalid": stats.invalid, "split_at_antimeridian": stats.split},
+    )
+
+
+VECTOR_TABLE = dg.AssetKey("vector_table")
+LAND_GRID_CHECKS = {
+    "land_cells": "some cells were kept and some dropped (a land table that covers all or "
+    "nothing is the wrong table)",
+    "geometries_valid": "every kept cell polygon is valid",
+}
+
+
+@dg.asset(
+    deps=[VECTOR_TABLE],
+    group_name="h3",
+    kinds={"postgis", "duckdb", "geoparquet"},
+    check_specs=[
+        dg.AssetCheckSpec(name, asset="h3_land_grid", description=text)
+        for name, text in LAND_GRID_CHECKS.items()
+    ],
+    retry_policy=_RETRY,
+)
+def h3_land_grid(
+    context: dg.AssetExecutionContext,
+    blob_store: BlobStore,
+    warehouse: dg.ResourceParam[Warehouse],
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The H3 grid of ``GEO_PLATFORM_H3_LAND_RESOLUTION`` (4) kept where it intersects land:
+    the polygons of ``GEO_PLATFORM_H3_LAND_TABLE`` (the Natural Earth countries ingested as
+    ``naturalearth/countries.zip`` by default), in ``h3.land_grid`` and as GeoParquet in
+    gold."""
+    settings = get_h3_settings()
+    schema, table = parse_table_name(settings.land_table)
+    try:
+        land = land_polygons(
+            (
+                wkb
+                for batch in warehouse.read_table(schema, table, [], "geom")
+                for wkb in batch.column("geom").to_pylist()
+            ),
+            f"{schema}.{table}",
+        )
+    except LookupError:
+        raise dg.Failure(
+            f"land table {schema}.{table} does not exist: ingest the Natural Earth countries "
+            "(geo-platform ingest countries.zip --collection naturalearth) or set "
+            "GEO_PLATFORM_H3_LAND_TABLE to a polygon table",
+            allow_retries=False,
+        ) from None
+    except LandError as e:
+        raise dg.Failure(str(e), allow_retries=False) from None
+    srids = warehouse.check_geometries(schema, table, "geom").srids
+    if srids not in ((4326,), ()):
+        raise dg.Failure(
+            f"land table {schema}.{table} is in SRID {srids}, not 4326", allow_retries=False
+        )
+    resolution = settings.land_resolution
+    count = LandCount()
+    scratch = get_platform_settings().scratch_path
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="h3-land-", dir=scratch) as tmp:
+        path = Path(tmp) / "land.parquet"
+        rows, stats = load_cells(
+            LAND_GRID_SPEC,
+            land_cells(grid_batches(resolution), land, count),
+            lambda batches: warehouse.replace_table(LAND_GRID_SPEC, batches),
+            path,
+        )
+        export = upload_export(blob_store, path, f"h3/land_grid/resolution-{resolution}.parquet")
+    context.log.info(f"h3.land_grid: {count.kept:,} cells kept, {count.dropped:,} dropped")
+    yield dg.MaterializeResult(
+        metadata={
+            "table": f"{LAND_GRID_SPEC.schema}.{LAND_GRID_SPEC.name}",
+            "land_table": f"{schema}.{table}",
+            "resolution": resolution,
+            "cells_kept": dg.MetadataValue.int(count.kept),
+            "cells_dropped": dg.MetadataValue.int(count.dropped),
+            "kept_share": dg.MetadataValue.float(
+                round(count.kept / (count.kept + count.dropped), 4)
+            ),
+            "area_km2": dg.MetadataValue.float(stats.area_km2),
+            "export": export["href"],
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="land_cells",
+        passed=rows == count.kept and count.kept > 0 and count.dropped > 0,
+        metadata={"kept": count.kept, "dropped": count.dropped, "stored": rows},
+    )
+    yield dg.AssetCheckResult(
+        check_name="geometries_valid",
+        passed=stats.invalid == 0,
+        metadata={"invalid": stats.invalid},
     )

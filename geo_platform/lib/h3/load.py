@@ -50,7 +50,7 @@ class GridStats:
         if np.isnan(box).any():
             return
         old = self.geometry.bounds
-        new = tuple(float(v) for v in box)
+        new = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
         self.geometry.bounds = (
             new
             if old is None

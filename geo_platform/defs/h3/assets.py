@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import h3
+import rasterio
 
 from geo_platform.lib.h3.grid import (
     EARTH_AREA_KM2,
@@ -31,8 +32,19 @@ from geo_platform.lib.h3.land import (
     parse_table_name,
 )
 from geo_platform.lib.h3.load import GridStats, load_cells
+from geo_platform.lib.h3.summary import (
+    RASTER_SUMMARY_SPEC,
+    VECTOR_SUMMARY_SPEC,
+    RasterSummary,
+    vector_cell_measures,
+    vector_summary_batches,
+)
 from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.raster.tiers import TIER_SPECS, Tier
+from geo_platform.lib.stac.ids import collection_id
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.lib.vector.load import VECTOR_SCHEMA
+from geo_platform.lib.vector.names import GEOMETRY_COLUMN
 from geo_platform.resources.blob_store import BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.resources.warehouse import Warehouse
@@ -269,4 +281,111 @@ def h3_land_grid(
         check_name="geometries_valid",
         passed=stats.invalid == 0,
         metadata={"invalid": stats.invalid},
+    )
+
+
+COG_ANALYSIS = dg.AssetKey("cog_analysis")
+ANALYSIS_SUFFIX = ".analysis.tif"
+# Eager, but not held back by missing partitions (as collection_summary): one bad raster
+# or vector file must not freeze the summaries.
+_SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
+    ~dg.AutomationCondition.any_deps_missing()
+)
+
+
+@dg.asset(
+    deps=[COG_ANALYSIS],
+    group_name="h3",
+    kinds={"postgis", "duckdb"},
+    automation_condition=_SUMMARY_CONDITION,
+    retry_policy=_RETRY,
+)
+def h3_raster_summary(
+    context: dg.AssetExecutionContext,
+    blob_store: BlobStore,
+    warehouse: dg.ResourceParam[Warehouse],
+) -> dg.MaterializeResult:
+    """Zonal statistics of each raster collection's analysis tiers per H3 cell (resolution
+    ``GEO_PLATFORM_H3_SUMMARY_RESOLUTION``): pixels, count of valid ones, nodata share, min,
+    max and mean per band, read window by window; in ``h3.raster_summary``, one partition of
+    rows per collection."""
+    settings = get_h3_settings()
+    tiers: dict[str, list[str]] = {}
+    for blob in blob_store.list_blobs(TIER_SPECS[Tier.ANALYSIS].container):
+        if blob.key.endswith(ANALYSIS_SUFFIX):
+            tiers.setdefault(collection_id(blob.key), []).append(blob.key)
+    wanted = set(settings.raster_collections) or set(tiers)
+    rows = ["| collection | rasters | rows |", "|---|---|---|"]
+    total = 0
+    for collection in sorted(wanted):
+        keys = sorted(tiers.get(collection, []))
+        summary = RasterSummary(resolution=settings.summary_resolution)
+        container = TIER_SPECS[Tier.ANALYSIS].container
+        with rasterio.Env(**blob_store.gdal_env()):
+            for key in keys:
+                summary.add_raster(blob_store.gdal_path(container, key), settings.window_size)
+        loaded = warehouse.replace_partition(
+            RASTER_SUMMARY_SPEC, {"collection": collection}, summary.batches(collection)
+        )
+        total += loaded
+        rows.append(f"| {collection} | {len(keys)} | {loaded:,} |")
+        context.log.info(f"h3.raster_summary: {collection}: {len(keys)} rasters, {loaded:,} rows")
+    return dg.MaterializeResult(
+        metadata={
+            "table": f"{RASTER_SUMMARY_SPEC.schema}.{RASTER_SUMMARY_SPEC.name}",
+            "resolution": settings.summary_resolution,
+            "rows": dg.MetadataValue.int(total),
+            "collections": dg.MetadataValue.md("\n".join(rows)),
+        }
+    )
+
+
+@dg.asset(
+    deps=[VECTOR_TABLE],
+    group_name="h3",
+    kinds={"postgis", "duckdb"},
+    automation_condition=_SUMMARY_CONDITION,
+    retry_policy=_RETRY,
+)
+def h3_vector_summary(
+    context: dg.AssetExecutionContext,
+    warehouse: dg.ResourceParam[Warehouse],
+) -> dg.MaterializeResult:
+    """Per H3 cell (resolution ``GEO_PLATFORM_H3_SUMMARY_RESOLUTION``) of each vector
+    table: the features that meet it, and the geodesic area (km²) and length (km) of their
+    parts inside it; in ``h3.vector_summary``, one partition of rows per table."""
+    settings = get_h3_settings()
+    layers = {layer["table"]: layer["record"] for layer in warehouse.layers()}
+    wanted = settings.vector_tables or sorted(layers)
+    rows = ["| table | cells | note |", "|---|---|---|"]
+    total = 0
+    for table in wanted:
+        record = layers.get(table)
+        if record is None:
+            rows.append(f"| {table} | 0 | no such vector table |")
+            continue
+        if record.get("srid", 4326) != 4326:
+            rows.append(f"| {table} | 0 | skipped: SRID {record['srid']}, not 4326 |")
+            continue
+        geometries = (
+            wkb
+            for batch in warehouse.read_table(VECTOR_SCHEMA, table, [], GEOMETRY_COLUMN)
+            for wkb in batch.column(GEOMETRY_COLUMN).to_pylist()
+        )
+        measures = vector_cell_measures(geometries, settings.summary_resolution)
+        loaded = warehouse.replace_partition(
+            VECTOR_SUMMARY_SPEC,
+            {"source_table": table},
+            vector_summary_batches(measures, table, settings.summary_resolution),
+        )
+        total += loaded
+        rows.append(f"| {table} | {loaded:,} | |")
+        context.log.info(f"h3.vector_summary: {table}: {loaded:,} cells")
+    return dg.MaterializeResult(
+        metadata={
+            "table": f"{VECTOR_SUMMARY_SPEC.schema}.{VECTOR_SUMMARY_SPEC.name}",
+            "resolution": settings.summary_resolution,
+            "rows": dg.MetadataValue.int(total),
+            "tables": dg.MetadataValue.md("\n".join(rows)),
+        }
     )

@@ -124,6 +124,28 @@ class VectorSettings(BaseSettings):
     max_zip_ratio: float = Field(default=500.0, gt=1)
 
 
+class H3Settings(BaseSettings):
+    """The H3 grids and summaries (``h3_grid``, ``h3_land_grid``, ``h3_*_summary``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_H3_")
+
+    # Partitions of h3_grid: resolutions 0 to this; 5 and 6 fan out per resolution-0 cell.
+    max_resolution: int = Field(default=4, ge=0, le=6)
+    # The polygons that count as land: a warehouse table as schema.table (by default the
+    # Natural Earth countries ingested as naturalearth/countries.zip).
+    land_table: str = "vector.naturalearth__countries_zip__naturalearth_lowres"
+    land_resolution: int = Field(default=4, ge=0, le=6)
+    # Cells of the raster and vector summaries.
+    summary_resolution: int = Field(default=5, ge=0, le=10)
+    # Raster collections (first blob-key segment) summarised; empty: every collection
+    # with analysis tiers.
+    raster_collections: list[str] = Field(default_factory=list)
+    # Vector tables (in schema vector) summarised; empty: every loaded table.
+    vector_tables: list[str] = Field(default_factory=list)
+    # Pixels per side of the windows a raster is read in.
+    window_size: int = Field(default=1024, ge=64)
+
+
 AZURITE_CONNECTION_STRING = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
     # Azurite's published development key: not a secret.
@@ -194,3 +216,7 @@ def get_run_settings() -> RunSettings:
 
 def get_vector_settings() -> VectorSettings:
     return VectorSettings()
+
+
+def get_h3_settings() -> H3Settings:
+    return H3Settings()

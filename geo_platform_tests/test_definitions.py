@@ -21,6 +21,10 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "vector_table",
         "vector_item",
         "vector_tiles",
+        "h3_grid",
+        "h3_land_grid",
+        "h3_raster_summary",
+        "h3_vector_summary",
     }
     assert {k.to_user_string() for k in graph.asset_check_keys} == {
         "cog_visualization:valid_cog",
@@ -33,7 +37,17 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
         "vector_table:geometries_valid",
         "vector_table:srid",
         "vector_item:item_valid",
+        "h3_grid:cell_count",
+        "h3_grid:pentagons",
+        "h3_grid:area_sum",
+        "h3_grid:geometries_valid",
+        "h3_land_grid:land_cells",
+        "h3_land_grid:geometries_valid",
     }
+    h3_grid = graph.get(dg.AssetKey("h3_grid"))
+    assert h3_grid.partitions_def.get_partition_keys() == ["0", "1", "2", "3", "4"]
+    for key in ("h3_raster_summary", "h3_vector_summary"):
+        assert graph.get(dg.AssetKey(key)).automation_condition is not None
     sensor = definitions.resolve_sensor_def("bronze_rasters")
     assert {job.name for job in sensor.jobs} == {"raster_ingest", "raster_cleanup"}
     automation = definitions.resolve_sensor_def("default_automation_condition_sensor")
@@ -92,3 +106,12 @@ def test_dev_workspace_names_the_code_location_as_the_project_does(tmp_path):
         "module_name": "geo_platform.definitions",
         "location_name": expected,
     }
+
+
+def test_h3_grid_partitions_follow_the_max_resolution(settings, monkeypatch):
+    """From resolution 5 on, one partition per resolution-0 cell (122 per resolution)."""
+    monkeypatch.setenv("GEO_PLATFORM_H3_MAX_RESOLUTION", "6")
+    keys = defs().resolve_asset_graph().get(dg.AssetKey("h3_grid")).partitions_def
+    keys = keys.get_partition_keys()
+    assert len(keys) == 5 + 2 * 122
+    assert keys[5] == "5/8001fffffffffff" and keys[-1].startswith("6/")

@@ -73,3 +73,61 @@ def test_tables_without_geometry_for_other_domains(profile_settings):
     assert tables.replace_table(spec, [batch]) == 3
     assert tables.row_count("h3", "grid_test") == 3
     assert tables.tables("h3") == ["grid_test"]
+
+
+PARTITIONED = TableSpec(
+    schema="vector",
+    name="partitioned_test",
+    columns=(("fid", pa.int64()), ("part", pa.int32())),
+    primary_key=("fid",),
+    geometry=GeometryColumn("geom", 4326),
+    indexes=("part",),
+)
+
+
+def _part(part: int, fids: range) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(fids, pa.int64()),
+            pa.array([part] * len(fids), pa.int32()),
+            pa.array([shapely.to_wkb(shapely.Point(i % 90, part)) for i in fids], pa.binary()),
+        ],
+        schema=PARTITIONED.arrow_schema(),
+    )
+
+
+def test_replacing_a_partition_leaves_the_others(profile_settings):
+    tables = warehouse(profile_settings)
+    assert tables.replace_partition(PARTITIONED, {"part": 1}, [_part(1, range(0, 100))]) == 100
+    assert tables.replace_partition(PARTITIONED, {"part": 2}, [_part(2, range(100, 150))]) == 50
+    # Replaced with fewer rows, some of the same keys: the old rows of part 1 are gone.
+    assert tables.replace_partition(PARTITIONED, {"part": 1}, [_part(1, range(50, 80))]) == 30
+    assert tables.row_count("vector", "partitioned_test") == 80
+
+    def failing():
+        yield _part(2, range(100, 110))
+        raise RuntimeError("the source broke half way")
+
+    with pytest.raises(RuntimeError, match="half way"):
+        tables.replace_partition(PARTITIONED, {"part": 2}, failing())
+    with pytest.raises(ValueError, match="outside the partition"):
+        tables.replace_partition(PARTITIONED, {"part": 2}, [_part(3, range(200, 210))])
+    assert tables.row_count("vector", "partitioned_test") == 80
+    assert [t for t in tables.tables("vector") if t.startswith("_stage")] == []
+    rows = pa.Table.from_batches(
+        list(tables.read_table("vector", "partitioned_test", ["fid", "part"], "geom"))
+    )
+    by_part = {
+        p: sorted(
+            f
+            for f, q in zip(rows["fid"].to_pylist(), rows["part"].to_pylist(), strict=True)
+            if q == p
+        )
+        for p in (1, 2)
+    }
+    assert by_part == {1: list(range(50, 80)), 2: list(range(100, 150))}
+    assert shapely.from_wkb(rows["geom"][0].as_py()).geom_type == "Point"
+    check = tables.check_geometries("vector", "partitioned_test", "geom")
+    assert (check.rows, check.invalid, check.srids) == (80, 0, (4326,))
+    with pytest.raises(LookupError):
+        list(tables.read_table("vector", "no_such_table", ["fid"]))

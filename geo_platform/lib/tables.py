@@ -6,6 +6,9 @@ as Arrow record batches; each warehouse maps the Arrow types onto its own SQL ty
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -43,6 +46,22 @@ class TableSpec:
         if self.geometry:
             fields.append(pa.field(self.geometry.name, pa.binary()))
         return pa.schema(fields)
+
+
+def partition_tag(spec: TableSpec, partition: Mapping[str, str | int]) -> str:
+    """A short name for one partition of a table: its staging table is named after it, so
+    that two partitions can be staged at once."""
+    text = json.dumps([spec.schema, spec.name, sorted(partition.items())], default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_columns(spec: TableSpec, found: list[str]) -> None:
+    """A table written partition by partition must hold exactly ``spec``'s columns."""
+    if found != spec.column_names:
+        raise ValueError(
+            f"{spec.schema}.{spec.name} has the columns {found}, not {spec.column_names}: "
+            "it was made by another version; drop it and materialize its partitions again"
+        )
 
 
 def storage_type(kind: pa.DataType) -> pa.DataType:  # noqa: PLR0911 - a case per type
@@ -88,8 +107,6 @@ def to_storage(array: pa.Array | pa.ChunkedArray, kind: pa.DataType) -> pa.Array
         or pa.types.is_dictionary(array.type)
         or pa.types.is_string_view(array.type)
     ):
-        import json
-
         return pa.array(
             [None if v is None else json.dumps(v, default=str) for v in array.to_pylist()],
             pa.string(),

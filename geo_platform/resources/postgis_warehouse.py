@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from geo_platform.lib.tables import TableSpec
+from geo_platform.lib.tables import TableSpec, check_columns, partition_tag
 from geo_platform.lib.vector.names import short_hash
 from geo_platform.lib.vector.tiles import (
     HALF_WORLD,
@@ -30,6 +30,7 @@ from geo_platform.sql import read_sql
 
 _DDL = ("001_warehouse.sql",)
 _SCHEMA_READY: set[str] = set()
+READ_BATCH_ROWS = 65_536
 _CSV_OPTIONS = pacsv.WriteOptions(include_header=False, batch_size=65_536)
 
 
@@ -119,6 +120,104 @@ class PostgisWarehouse(Warehouse):
                 conn.commit()
                 raise
         return rows
+
+    def replace_partition(
+        self,
+        spec: TableSpec,
+        partition: Mapping[str, str | int],
+        batches: Iterable[pa.RecordBatch],
+    ) -> int:
+        schema, target = sql.Identifier(spec.schema), sql.Identifier(spec.name)
+        stage = sql.Identifier(f"_stage_{partition_tag(spec, partition)}")
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in partition
+        )
+        values = list(partition.values())
+        with self._connection() as conn:
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            # Loads of one table one at a time (held until this connection closes): the
+            # first creates the table, and partitions never interleave their swaps.
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"{spec.schema}.{spec.name}"])
+            self._ensure_table(conn, spec)
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(schema, stage))
+            conn.execute(self._create(spec, schema, stage))
+            conn.commit()
+            try:
+                rows = self._copy(conn, spec, schema, stage, batches)
+                outside = conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}.{} WHERE NOT ({})").format(
+                        schema, stage, where
+                    ),
+                    values,
+                ).fetchone()
+                if outside and outside[0]:
+                    raise ValueError(
+                        f"{outside[0]:,} rows for {spec.schema}.{spec.name} are outside "
+                        f"the partition {dict(partition)}"
+                    )
+                conn.execute(
+                    sql.SQL("DELETE FROM {}.{} WHERE {}").format(schema, target, where), values
+                )
+                conn.execute(
+                    sql.SQL("INSERT INTO {}.{} SELECT * FROM {}.{}").format(
+                        schema, target, schema, stage
+                    )
+                )
+                conn.execute(sql.SQL("DROP TABLE {}.{}").format(schema, stage))
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(schema, stage))
+                conn.commit()
+                raise
+            conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, target))
+            conn.commit()
+        return rows
+
+    def _ensure_table(self, conn: psycopg.Connection, spec: TableSpec) -> None:
+        """The partitioned table, created with its key and indexes on first use; a table of
+        other columns is refused rather than mixed with these rows."""
+        found = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s ORDER BY ordinal_position",
+            [spec.schema, spec.name],
+        ).fetchall()
+        if found:
+            check_columns(spec, [r[0] for r in found])
+            return
+        schema, target = sql.Identifier(spec.schema), sql.Identifier(spec.name)
+        tag = short_hash(f"{spec.schema}.{spec.name}", 12)
+        conn.execute(self._create(spec, schema, target))
+        self._index(conn, spec, schema, target, tag)
+        self._swap_index_names(conn, spec, schema, tag)
+
+    def read_table(
+        self, schema: str, name: str, columns: list[str], geometry: str | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        selects: list[sql.Composable] = [sql.Identifier(c) for c in columns]
+        if geometry is not None:
+            selects.append(sql.SQL("ST_AsBinary({})").format(sql.Identifier(geometry)))
+        names = [*columns, *([geometry] if geometry is not None else [])]
+        query = sql.SQL("SELECT {} FROM {}.{}").format(
+            sql.SQL(", ").join(selects), sql.Identifier(schema), sql.Identifier(name)
+        )
+        with self._connection() as conn:
+            try:
+                conn.execute(
+                    sql.SQL("SELECT NULL FROM {}.{} LIMIT 0").format(
+                        sql.Identifier(schema), sql.Identifier(name)
+                    )
+                )
+            except psycopg.errors.UndefinedTable:
+                raise LookupError(f"{schema}.{name}: no such table") from None
+            # A server-side cursor: the table arrives a batch at a time.
+            with conn.cursor(name="read_table") as cur:
+                cur.execute(query)
+                while rows := cur.fetchmany(READ_BATCH_ROWS):
+                    arrays = [list(column) for column in zip(*rows, strict=True)]
+                    if geometry is not None:
+                        arrays[-1] = [None if v is None else bytes(v) for v in arrays[-1]]
+                    yield pa.RecordBatch.from_pydict(dict(zip(names, arrays, strict=True)))
 
     def _create(
         self, spec: TableSpec, schema: sql.Identifier, stage: sql.Identifier
@@ -211,6 +310,12 @@ class PostgisWarehouse(Warehouse):
                 schema, stage, sql.Identifier(spec.name)
             )
         )
+        self._swap_index_names(conn, spec, schema, tag)
+
+    def _swap_index_names(
+        self, conn: psycopg.Connection, spec: TableSpec, schema: sql.Identifier, tag: str
+    ) -> None:
+        """The staged table's indexes (``<tag>_<part>_new``) under their lasting names."""
         renames = []
         if spec.primary_key:
             renames.append("pkey")

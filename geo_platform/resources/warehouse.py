@@ -10,7 +10,7 @@ readers see the old table or the new one, never half of one. Plain classes, no D
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,29 @@ class Warehouse(ABC):
 
         Returns the rows loaded. On any error the previous table is left as it was.
         """
+
+    @abstractmethod
+    def replace_partition(
+        self,
+        spec: TableSpec,
+        partition: Mapping[str, str | int],
+        batches: Iterable[pa.RecordBatch],
+    ) -> int:
+        """Replace the rows of ``spec``'s table whose ``partition`` columns hold its values
+        (``{"resolution": 4}``) by ``batches``, leaving every other row alone.
+
+        The table (with its keys and indexes) is created if missing. Rows are staged first
+        and then swapped in (delete, insert) in one transaction: readers see the old
+        partition or the new one, never a mix. A batch row outside the partition is an
+        error (``ValueError``) and leaves the table as it was. Returns the rows loaded.
+        """
+
+    @abstractmethod
+    def read_table(
+        self, schema: str, name: str, columns: list[str], geometry: str | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The table's ``columns`` (and ``geometry`` last, as ISO WKB) in record batches;
+        ``LookupError`` if the table does not exist."""
 
     @abstractmethod
     def drop_table(self, schema: str, name: str) -> None:

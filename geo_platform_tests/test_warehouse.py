@@ -72,7 +72,8 @@ def test_tables_without_geometry_for_other_domains(profile_settings):
     assert tables.replace_table(spec, [batch]) == 3
     assert tables.replace_table(spec, [batch]) == 3
     assert tables.row_count("h3", "grid_test") == 3
-    assert tables.tables("h3") == ["grid_test"]
+    # Other tests of the session may have H3 tables in the same database.
+    assert "grid_test" in tables.tables("h3")
 
 
 PARTITIONED = TableSpec(

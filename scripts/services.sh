@@ -250,6 +250,15 @@ postgres_down() {
 # ---------------------------------------------------------------- Azurite
 
 azurite_up() {
+    # One that already answers is used as it is: nothing to install for it.
+    if azurite_pid_alive; then
+        log "Azurite: already running (pid $(cat "$AZURITE_PID_FILE"))"
+        return
+    elif tcp_open "$AZURITE_HOST" "$AZURITE_PORT"; then
+        rm -f "$AZURITE_PID_FILE"
+        log "Azurite: $AZURITE_HOST:$AZURITE_PORT is already served by a process not started here; using it"
+        return
+    fi
     if ! command -v npm >/dev/null 2>&1; then
         apt_install nodejs npm
     fi
@@ -266,25 +275,18 @@ azurite_up() {
             "azurite@$AZURITE_VERSION" >/dev/null
     fi
 
-    if azurite_pid_alive; then
-        log "Azurite: already running (pid $(cat "$AZURITE_PID_FILE"))"
-    elif tcp_open "$AZURITE_HOST" "$AZURITE_PORT"; then
-        rm -f "$AZURITE_PID_FILE"
-        log "Azurite: $AZURITE_HOST:$AZURITE_PORT is already served by a process not started here; using it"
-    else
-        mkdir -p "$STATE/azurite"
-        # setsid: its own session, so it survives the calling shell and make; stdin closed.
-        # In this non-interactive shell the background subshell is not a process-group
-        # leader, so setsid does not fork, and with exec all along $! is Azurite's (node's)
-        # own PID.
-        (
-            close_extra_fds
-            exec setsid "$AZURITE_BIN" --blobHost "$AZURITE_HOST" --blobPort "$AZURITE_PORT" \
-                --location "$STATE/azurite" --skipApiVersionCheck --loose --disableTelemetry --silent
-        ) </dev/null >>"$AZURITE_LOG" 2>&1 &
-        echo $! >"$AZURITE_PID_FILE"
-        log "Azurite: started (pid $!, log ${AZURITE_LOG#"$ROOT"/})"
-    fi
+    mkdir -p "$STATE/azurite"
+    # setsid: its own session, so it survives the calling shell and make; stdin closed.
+    # In this non-interactive shell the background subshell is not a process-group
+    # leader, so setsid does not fork, and with exec all along $! is Azurite's (node's)
+    # own PID.
+    (
+        close_extra_fds
+        exec setsid "$AZURITE_BIN" --blobHost "$AZURITE_HOST" --blobPort "$AZURITE_PORT" \
+            --location "$STATE/azurite" --skipApiVersionCheck --loose --disableTelemetry --silent
+    ) </dev/null >>"$AZURITE_LOG" 2>&1 &
+    echo $! >"$AZURITE_PID_FILE"
+    log "Azurite: started (pid $!, log ${AZURITE_LOG#"$ROOT"/})"
 }
 
 # Separate from azurite_up so that Azurite boots while PostgreSQL is being set up.

@@ -19,9 +19,6 @@ from geo_platform.resources.blob_store import BRONZE
 from geo_platform.runs import RasterOutcome, RasterRunner
 from geo_platform.settings import PlatformSettings, get_run_settings
 
-# A blob stored more recently than this may be an ingest still under way.
-SETTLE = dt.timedelta(seconds=60)
-
 
 @dataclass
 class ReconcileReport:
@@ -52,7 +49,7 @@ def reconcile(
         raster_state(runner.instance, keys),
         catalog.item_ids,
         now=dt.datetime.now(dt.UTC),
-        settle=SETTLE,
+        settle=get_run_settings().settle,
         collection=collection,
     )
     result = ReconcileReport(plan)

@@ -6,6 +6,7 @@ One class per concern. Nothing reads the environment at import time: call the
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -93,6 +94,13 @@ class RunSettings(BaseSettings):
     batch_size: int = Field(default=100, gt=0)
     # Items per catalog transaction inside a run.
     item_batch_size: int = Field(default=200, gt=0)
+    # The sensor and the nightly reconciliation leave a blob younger than this alone: it
+    # may be an upload whose `geo-platform ingest` has not recorded it yet.
+    sensor_settle_seconds: float = Field(default=60, ge=0)
+
+    @property
+    def settle(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.sensor_settle_seconds)
 
 
 class LimitSettings(BaseSettings):

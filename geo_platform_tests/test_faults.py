@@ -190,3 +190,61 @@ def test_unexpected_failures_are_one_line_unless_verbose(settings, monkeypatch):
     )
     verbose = CliRunner().invoke(main, ["--verbose", "stac", "search"])
     assert isinstance(verbose.exception, RuntimeError)
+
+
+def test_the_sensor_never_reruns_what_the_cli_ingests_with_the_daemon_running(settings, tmp_path):
+    """With `make dev` running, files of a CLI ingest ran twice (CLI and sensor), and the
+    sensor re-ran files the CLI had failed as invalid. A third file dropped straight into
+    bronze shows the sensor is awake: it must be the only one the sensor runs."""
+    from geo_platform.instance import ensure_dagster_home, ensure_workspace
+
+    os.environ["GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS"] = "3"
+    try:
+        home = ensure_dagster_home(settings)
+        get_instance(settings)  # created before the daemon and the CLI share it
+        daemon = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "dagster-daemon"),
+                "run",
+                "-w",
+                str(ensure_workspace(home)),
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "daemon.log").open("w"),
+            start_new_session=True,
+        )
+        try:
+            inputs = tmp_path / "in"
+            inputs.mkdir()
+            _raster(inputs / "good.tif", 32, seed=4)
+            (inputs / "broken.tif").write_bytes(b"II*\0 not a tiff")
+            cli = _start("ingest", str(inputs), "--collection", "cli")
+            output = cli.communicate(timeout=180)[0]
+            assert "ok      cli/good.tif" in output and "cli/broken.tif" in output, output
+
+            control = _raster(tmp_path / "control.tif", 32, seed=5)
+            blob_store(settings).upload_file(control, "bronze", "direct/control.tif")
+            instance = get_instance(settings)
+            deadline = time.monotonic() + 150
+            while True:
+                sensor_runs = instance.get_runs(
+                    filters=dg.RunsFilter(tags={"dagster/sensor_name": "bronze_rasters"})
+                )
+                covered = {
+                    r.tags.get("dagster/asset_partition_range_start") for r in sensor_runs
+                } | {r.tags.get("dagster/partition") for r in sensor_runs}
+                if "direct/control.tif" in covered:
+                    break
+                assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the sensor never ran the control file"
+                time.sleep(1)
+            assert covered - {None} == {"direct/control.tif"}
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            try:
+                daemon.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(daemon.pid, signal.SIGKILL)
+    finally:
+        del os.environ["GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS"]

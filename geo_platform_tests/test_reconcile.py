@@ -8,10 +8,8 @@ import dagster as dg
 import pytest
 from click.testing import CliRunner
 
-from geo_platform import reconcile as reconcile_module
 from geo_platform.backends import blob_store, stac_catalog
 from geo_platform.cli import main
-from geo_platform.defs.raster import schedules
 from geo_platform.defs.raster.schedules import nightly_reconcile
 from geo_platform.ingest import ingest
 from geo_platform.lib.blob_scan import ListedBlob
@@ -60,8 +58,8 @@ def test_the_plan_trusts_results_not_observations():
 
 @pytest.fixture
 def settled(monkeypatch):
-    monkeypatch.setattr(reconcile_module, "SETTLE", dt.timedelta(0))
-    monkeypatch.setattr(schedules, "SETTLE", dt.timedelta(0))
+    monkeypatch.setenv("GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS", "0")
+    monkeypatch.setenv("GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS", "0")
 
 
 @pytest.mark.asset

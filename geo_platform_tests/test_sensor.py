@@ -1,4 +1,3 @@
-import datetime as dt
 import json
 import shutil
 import uuid
@@ -28,7 +27,7 @@ def bronze(settings):
 @pytest.fixture
 def settled(monkeypatch):
     """Blobs count as settled as soon as they land (the settle time has its own test)."""
-    monkeypatch.setattr(sensors, "SETTLE", dt.timedelta(0))
+    monkeypatch.setenv("GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS", "0")
 
 
 def _tick(instance, store, cursor=None):
@@ -228,7 +227,7 @@ def test_vectors_and_rasters_in_one_folder_go_to_their_own_sensor(
 
     from . import vector_inputs
 
-    monkeypatch.setattr(vector_sensors, "SETTLE", dt.timedelta(0))
+    monkeypatch.setenv("GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS", "0")
     store = LocalBlobStore(root=str(settings.blob_root))
     _land(real_rasters, bronze, "image_rgb.tif", "mix/a.tif")
     vector_inputs.mixed_types(bronze / "mix" / "b.geojson")

@@ -220,6 +220,10 @@ class LocalBlobStore(BlobStore):
         The sidecar names the ETag it was written for: a file copied over the blob by
         hand keeps no stale checksum, as an overwritten Azure blob keeps none.
         """
+        if blob_key_problem(key):
+            # Dropped into the folder by hand under a name the store refuses: listed (the
+            # sensor reports it), but it cannot have metadata.
+            return {}
         meta_path = self._metadata_path(container, key)
         try:
             recorded = json.loads(meta_path.read_text())

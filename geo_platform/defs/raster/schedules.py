@@ -15,8 +15,7 @@ from geo_platform.lib.blob_scan import listing
 from geo_platform.lib.reconcile import plan_reconcile
 from geo_platform.resources.blob_store import BRONZE, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
-
-SETTLE = dt.timedelta(seconds=60)
+from geo_platform.settings import get_run_settings
 
 
 @dg.schedule(
@@ -44,7 +43,7 @@ def nightly_reconcile(
         raster_state(instance, keys),
         stac_catalog.item_ids,
         now=dt.datetime.now(dt.UTC),
-        settle=SETTLE,
+        settle=get_run_settings().settle,
     )
     context.log.info(", ".join(f"{what}: {n}" for what, n in plan.counts().items() if n))
     add_partitions(instance, RASTER_PARTITIONS, (key for key, _ in plan.to_run))

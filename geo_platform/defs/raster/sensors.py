@@ -29,8 +29,6 @@ PAGE_SIZE = 5000
 # Versions handed out per tick: each is one observation event (~15 ms on SQLite) and
 # its share of a run request; the rest wait on the same page for the next tick.
 MAX_CHANGES_PER_TICK = 1000
-# A blob younger than this may be an upload whose ingest has not recorded it yet.
-SETTLE = dt.timedelta(seconds=60)
 # Which collection a run's rasters belong to: for filtering runs in the UI.
 COLLECTION_TAG = "geo_platform/collection"
 
@@ -58,7 +56,7 @@ def bronze_rasters(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         observed=latest_observed(context.instance, BRONZE_RASTER, [b.key for b in blobs]),
         registered=sorted(registered),
         now=dt.datetime.now(dt.UTC),
-        settle=SETTLE,
+        settle=get_run_settings().settle,
         max_changes=MAX_CHANGES_PER_TICK,
     )
     for key, problem in plan.rejected:
@@ -95,6 +93,8 @@ def ingest_requests(changed: list[tuple[str, str]], ordered: Sequence[str]) -> l
         for batch in contiguous_batches(ordered, keys, batch_size):
             requests.append(
                 dg.RunRequest(
+                    # The sensor targets two jobs: Dagster refuses a request naming none.
+                    job_name=raster_ingest_job.name,
                     run_key=f"ingest:{versions_digest([(k, etags[k]) for k in batch])}",
                     asset_selection=[VALIDATION, *(TIER_ASSETS[t] for t in tiers), STAC_ITEM],
                     tags={

@@ -5,13 +5,14 @@ import datetime as dt
 import dagster as dg
 
 from geo_platform.defs.bronze import latest_observed, observation
-from geo_platform.defs.raster.sensors import PAGE_SIZE, SETTLE
+from geo_platform.defs.raster.sensors import PAGE_SIZE
 from geo_platform.defs.vector.assets import BRONZE_VECTOR
 from geo_platform.defs.vector.jobs import vector_ingest_job
 from geo_platform.defs.vector.partitions import VECTOR_PARTITIONS, vector_partitions
 from geo_platform.lib.blob_scan import BronzeCursor, ListedBlob, plan_page
 from geo_platform.lib.vector.formats import is_vector_key
 from geo_platform.resources.blob_store import BRONZE, BlobStore
+from geo_platform.settings import get_run_settings
 
 # One run per file (a vector file is a table, maybe big): run requests are validated one
 # by one on the code server, so a tick hands out fewer than the raster sensor's ranges.
@@ -39,7 +40,7 @@ def bronze_vectors(context: dg.SensorEvaluationContext, blob_store: BlobStore) -
         observed=latest_observed(context.instance, BRONZE_VECTOR, [b.key for b in blobs]),
         registered=sorted(registered),
         now=dt.datetime.now(dt.UTC),
-        settle=SETTLE,
+        settle=get_run_settings().settle,
         max_changes=MAX_CHANGES_PER_TICK,
         accept=is_vector_key,
     )

@@ -12,6 +12,8 @@ from geo_platform.defs.stac.assets import collection_summary
 from geo_platform.processing import raster as processing
 from geo_platform.settings import get_platform_settings
 
+from .tier_blobs import tier_file, tier_files
+
 pytestmark = pytest.mark.asset
 ASSETS = [raster_pipeline, collection_summary]
 ALL = ["raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"]
@@ -64,7 +66,7 @@ def test_a_tier_that_does_not_apply_is_not_recorded_as_materialized(
     assert status["dem/float.tif"] is None
     validation = result.asset_materializations_for_node("raster_pipeline")[0]
     assert "3-band uint8" in validation.metadata["skip_visualization"].value
-    assert not (settings.blob_root / "silver" / "dem" / "float.visualization.tif").exists()
+    assert tier_files(settings.blob_root, "dem/float.tif", "visualization") == []
     item = stac_catalog(get_platform_settings()).get_item("dem", "float")
     assert set(item["assets"]) == {"analysis", "archive"}
 
@@ -78,8 +80,8 @@ def test_run_config_output_tier_writes_only_what_it_names(settings, instance, re
         {"ops": {"raster_pipeline": {"config": {"output_tier": "visualization"}}}},
     )
     assert result.success
-    assert (settings.blob_root / "silver" / "rgb" / "a.visualization.tif").exists()
-    assert not (settings.blob_root / "archive" / "rgb" / "a.archive.tif").exists()
+    assert tier_file(settings.blob_root, "rgb/a.tif", "visualization").exists()
+    assert tier_files(settings.blob_root, "rgb/a.tif", "archive") == []
     assert _materialized_partitions(result, "cog_archive") == set()
     checks = {
         (c.asset_key.to_user_string(), c.check_name): c.passed
@@ -142,11 +144,11 @@ def test_a_tier_that_fails_its_check_is_not_published(
     assert _materialize(instance, "gate/a.tif", ALL).success
     catalog = stac_catalog(get_platform_settings())
     before = catalog.get_item("gate", "a")
-    analysis = settings.blob_root / "silver" / "gate" / "a.analysis.tif"
+    analysis = tier_file(settings.blob_root, "gate/a.tif", "analysis")
     stored_before = analysis.read_bytes()
 
     def broken_validate(path, quiet=True):
-        if path.endswith(".analysis.tif"):
+        if ".analysis." in path:
             return False, ["The file is not a COG (simulated)"], []
         return True, [], []
 
@@ -162,6 +164,7 @@ def test_a_tier_that_fails_its_check_is_not_published(
     assert evaluations[("cog_analysis", "valid_cog")] is False
     assert _materialized_partitions(result, "cog_analysis") == set()
     assert _materialized_partitions(result, "stac_item") == set()
+    assert tier_files(settings.blob_root, "gate/a.tif", "analysis") == [analysis]
     assert analysis.read_bytes() == stored_before
     assert catalog.get_item("gate", "a") == before
 
@@ -181,7 +184,6 @@ def test_collection_summary_reports_storage_per_tier(settings, instance, real_ra
         "archive": 2,
         "visualization": 1,
     }
-    analysis = settings.blob_root / "silver" / "sum"
     assert tiers["analysis"]["bytes"] == sum(
-        (analysis / f"{n}.analysis.tif").stat().st_size for n in ("a", "b")
+        tier_file(settings.blob_root, f"sum/{n}.tif", "analysis").stat().st_size for n in ("a", "b")
     )

@@ -33,6 +33,8 @@ import pytest
 from geo_platform.instance import instance_template
 from geo_platform.settings import Profile
 
+from .tier_blobs import tier_file
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 RASTER = REPO_ROOT.parent / "shared" / "data" / "real" / "rasters" / "image_rgb.tif"
@@ -340,7 +342,7 @@ def test_materialize_cog_analysis_partition_from_ui(
     assert ("raster_validation", PARTITION_KEY) in materializations, materializations.keys()
     assert ("cog_analysis", PARTITION_KEY) in materializations, materializations.keys()
 
-    cog = platform_env["data_dir"] / "blobs" / "silver" / "demo" / "image_rgb.analysis.tif"
+    cog = tier_file(platform_env["data_dir"] / "blobs", "demo/image_rgb.tif", "analysis")
     assert cog.is_file() and cog.stat().st_size > 0, f"no COG at {cog}"
     href = materializations["cog_analysis", PARTITION_KEY].metadata["href"].value
     assert Path(href) == cog.resolve(), href

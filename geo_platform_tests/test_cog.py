@@ -74,8 +74,12 @@ def test_thumbnail_is_a_small_png(real_rasters):
 
 
 def test_tier_paths_and_output_tier_choices():
-    assert tier_blob_key(Tier.ANALYSIS, "landsat/2024/a.tif") == "landsat/2024/a.analysis.tif"
-    assert tier_blob_key(Tier.ARCHIVE, "x/scene.png") == "x/scene.png.archive.tif"
+    sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    assert (
+        tier_blob_key(Tier.ANALYSIS, "landsat/2024/a.tif", sha)
+        == "landsat/2024/a.analysis.9f86d081884c.tif"
+    )
+    assert tier_blob_key(Tier.ARCHIVE, "x/scene.png", sha) == "x/scene.png.archive.9f86d081884c.tif"
     assert parse_output_tier("both") == (Tier.VISUALIZATION, Tier.ANALYSIS)
     with pytest.raises(ValueError, match="not one of"):
         parse_output_tier("best")

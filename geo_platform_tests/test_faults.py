@@ -20,10 +20,11 @@ from geo_platform.cli import main
 from geo_platform.ingest import ingest
 from geo_platform.instance import get_instance
 from geo_platform.lib.hashing import sha256_file
-from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
+from geo_platform.lib.raster.tiers import Tier
 from geo_platform.settings import PlatformSettings
 
 from .conftest import _scratch_database
+from .tier_blobs import tier_blob
 
 pytestmark = pytest.mark.asset
 
@@ -122,8 +123,8 @@ def test_killed_ingest_is_failed_reclaimed_and_rerun_to_one_consistent_item(
     store = blob_store(settings)
     assert set(item["assets"]) == {"visualization", "analysis", "archive"}
     for tier in Tier:
-        asset, container = item["assets"][tier.value], TIER_SPECS[tier].container
-        key = tier_blob_key(tier, "crash/big.tif")
+        asset = item["assets"][tier.value]
+        container, key = tier_blob(store, "crash/big.tif", tier.value)
         assert asset["href"] == store.href(container, key)
         with store.local_file(container, key) as path:
             assert asset["file:checksum"] == "1220" + sha256_file(path)

@@ -14,18 +14,14 @@ from geo_platform.cli import main
 from geo_platform.ingest import ingest
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.compare import compare_pixels
-from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
 from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.lib.stac.validation import validate_item
 
 from . import bad_inputs
 from .conftest import REAL_RASTER_TIERS
+from .tier_blobs import tier_blob, tier_blobs
 
 pytestmark = pytest.mark.asset
-
-
-def _tier_blob(tier: str, key: str) -> tuple[str, str]:
-    return TIER_SPECS[Tier(tier)].container, tier_blob_key(Tier(tier), key)
 
 
 def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
@@ -44,7 +40,7 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
         assert set(item["assets"]) == tiers, name
         assert validate_item(item) == []
         for tier in tiers:
-            container, blob = _tier_blob(tier, key)
+            container, blob = tier_blob(store, key, tier)
             assert item["assets"][tier]["href"] == store.href(container, blob)
             with store.local_file(container, blob) as path:
                 assert item["assets"][tier]["file:checksum"] == "1220" + sha256_file(path)
@@ -52,7 +48,7 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
                 if tier != "visualization":
                     assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
         for tier in {"visualization", "analysis", "archive"} - tiers:
-            assert not store.exists(*_tier_blob(tier, key))
+            assert tier_blobs(store, key, tier) == []
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
@@ -93,7 +89,7 @@ def test_bad_files_fail_alone_with_their_reason(profile_settings, copy_real, rea
         assert outcome.message.startswith(f"bronze/batch/{name}: "), outcome.message
         assert problem in outcome.message
         for tier in ("visualization", "analysis", "archive"):
-            assert not store.exists(*_tier_blob(tier, f"batch/{name}"))
+            assert tier_blobs(store, f"batch/{name}", tier) == []
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == sources
     for name, data in sources.items():
         with store.local_file("bronze", f"batch/{name}") as path:
@@ -112,7 +108,7 @@ def test_reingesting_leaves_one_item_and_the_same_bytes(profile_settings, copy_r
     def checksums() -> dict[str, str]:
         sums = {}
         for tier in ("visualization", "analysis", "archive"):
-            with store.local_file(*_tier_blob(tier, key)) as path:
+            with store.local_file(*tier_blob(store, key, tier)) as path:
                 sums[tier] = sha256_file(path)
         return sums
 
@@ -125,6 +121,64 @@ def test_reingesting_leaves_one_item_and_the_same_bytes(profile_settings, copy_r
     assert catalog.get_item("again", "image_rgb_mask") == item_before
 
 
+def test_replacing_a_raster_switches_its_item_from_whole_old_tiers_to_whole_new_ones(
+    profile_settings, copy_real, real_rasters, monkeypatch
+):
+    """New tiers go under new names: a reader holding the item sees files that exist and
+    match its checksums before, during (a crash before the item is written) and after."""
+    from geo_platform.resources.stac_catalog import StacCatalog
+
+    settings = profile_settings
+    folder = copy_real("image_rgb.tif")
+    key = "swap/image_rgb.tif"
+    assert all(
+        o.ok for o in ingest([folder], collection="swap", output_tier=None, settings=settings)
+    )
+    catalog, store = stac_catalog(settings), blob_store(settings)
+    old_item = catalog.get_item("swap", "image_rgb")
+
+    def assert_whole(item: dict) -> set[tuple[str, str]]:
+        blobs = set()
+        for tier in ("visualization", "analysis", "archive"):
+            asset = item["assets"][tier]
+            container = "archive" if tier == "archive" else "silver"
+            (blob,) = [
+                b for c, b in tier_blobs(store, key, tier) if store.href(c, b) == asset["href"]
+            ]
+            with store.local_file(container, blob) as path:
+                assert asset["file:checksum"] == "1220" + sha256_file(path), tier
+                assert asset["file:size"] == path.stat().st_size
+            blobs.add((container, blob))
+        return blobs
+
+    old_blobs = assert_whole(old_item)
+    # A changed source whose item write dies: the old item stays, and so do its files.
+    shutil.copy2(real_rasters / "image_web.tif", folder / "image_rgb.tif")
+
+    def unreachable(self, items):
+        raise RuntimeError("catalog gone (simulated crash)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StacCatalog, "upsert_items", unreachable)
+        assert not any(
+            o.ok for o in ingest([folder], collection="swap", output_tier=None, settings=settings)
+        )
+    assert catalog.get_item("swap", "image_rgb") == old_item
+    assert assert_whole(old_item) == old_blobs
+
+    assert all(
+        o.ok for o in ingest([folder], collection="swap", output_tier=None, settings=settings)
+    )
+    new_item = catalog.get_item("swap", "image_rgb")
+    expected = "1220" + sha256_file(real_rasters / "image_web.tif")
+    assert new_item["properties"]["geo_platform:source_checksum"] == expected
+    new_blobs = assert_whole(new_item)
+    assert new_blobs.isdisjoint(old_blobs)
+    # Old versions, and the new ones the crashed run left, are gone: one per tier.
+    for tier in ("visualization", "analysis", "archive"):
+        assert len(tier_blobs(store, key, tier)) == 1, tier
+
+
 def test_output_tier_per_run_and_per_collection(settings, copy_real):
     folder = copy_real("image_rgb.tif")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +189,7 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
     assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
     assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
     store = blob_store(settings)
-    assert not store.exists(*_tier_blob("analysis", "viz_only/image_rgb.tif"))
+    assert tier_blobs(store, "viz_only/image_rgb.tif", "analysis") == []
 
 
 def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):

@@ -16,6 +16,8 @@ from geo_platform.lib.blob_scan import ListedBlob
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.reconcile import RasterState, plan_reconcile
 
+from .tier_blobs import tier_files
+
 NOW = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(hours=2)
 
@@ -88,7 +90,7 @@ def test_reconcile_runs_what_changed_removes_what_left_and_leaves_the_rest(
     assert done.exit_code == 0, done.output
     assert "2 ok, 0 failed, 1 removed, 1 unchanged" in done.output
     assert catalog.get_item("rec", "image_web") is None
-    assert not (settings.blob_root / "silver" / "rec" / "image_web.analysis.tif").exists()
+    assert tier_files(settings.blob_root, "rec/image_web.tif", "analysis") == []
     assert catalog.get_item("rec", "dropped") is not None
     changed_item = catalog.get_item("rec", "image_float")
     expected = "1220" + sha256_file(real_rasters / "image_nodata.tif")

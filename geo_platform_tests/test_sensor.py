@@ -13,6 +13,8 @@ from geo_platform.defs.raster.jobs import raster_cleanup
 from geo_platform.defs.raster.sensors import bronze_rasters
 from geo_platform.resources.blob_store import LocalBlobStore
 
+from .tier_blobs import tier_file
+
 pytestmark = pytest.mark.asset
 ALL_TIERS = {"raster_validation", "cog_visualization", "cog_analysis", "cog_archive", "stac_item"}
 
@@ -172,9 +174,8 @@ def test_a_deleted_blob_loses_its_partition_tiers_and_item(settings, instance, c
     )
     store = LocalBlobStore(root=str(settings.blob_root))
     tiers = [
-        settings.blob_root / "silver" / "del" / "image_rgb.analysis.tif",
-        settings.blob_root / "silver" / "del" / "image_rgb.visualization.tif",
-        settings.blob_root / "archive" / "del" / "image_rgb.archive.tif",
+        tier_file(settings.blob_root, "del/image_rgb.tif", tier)
+        for tier in ("analysis", "visualization", "archive")
     ]
     assert all(path.exists() for path in tiers)
     store.delete("bronze", "del/image_rgb.tif")

@@ -3,7 +3,7 @@ import datetime as dt
 import pytest
 
 from geo_platform.lib.raster.cog import write_cog_tiers
-from geo_platform.lib.raster.tiers import Tier, TierRef, tier_blob_key
+from geo_platform.lib.raster.tiers import Tier, TierRef, is_tier_version, tier_blob_key
 from geo_platform.lib.stac.collection import (
     CollectionAggregate,
     TierAggregate,
@@ -62,11 +62,22 @@ def test_no_two_blob_keys_share_an_item_id_or_a_tier_blob():
             keys.add(key)
     ids = {(collection_id(key), item_id(key)) for key in keys}
     assert len(ids) == len(keys)
+    sha = "0123456789ab" + "0" * 52
     for tier in Tier:
-        assert len({tier_blob_key(tier, key) for key in keys}) == len(keys)
+        assert len({tier_blob_key(tier, key, sha) for key in keys}) == len(keys)
     # Tiers sharing a container never take each other's names either.
-    silver = [tier_blob_key(t, k) for k in keys for t in (Tier.VISUALIZATION, Tier.ANALYSIS)]
+    silver = [tier_blob_key(t, k, sha) for k in keys for t in (Tier.VISUALIZATION, Tier.ANALYSIS)]
     assert len(set(silver)) == len(silver)
+    # Nor does one key's version read as a version of another key's tier (what
+    # removes old versions would delete it).
+    sample = sorted(keys)[:300]
+    for name in silver[:600]:
+        owners = [(t, k) for k in sample for t in Tier if is_tier_version(t, k, name)]
+        assert len(owners) <= 1, (name, owners)
+    bronze_named_like_a_tier = "c/a.analysis.0123456789ab.tif"
+    own = tier_blob_key(Tier.ANALYSIS, bronze_named_like_a_tier, sha)
+    assert not is_tier_version(Tier.ANALYSIS, "c/a.tif", own)
+    assert is_tier_version(Tier.ANALYSIS, "c/a.tif", tier_blob_key(Tier.ANALYSIS, "c/a.tif", sha))
 
 
 @pytest.mark.parametrize("name", sorted(REAL_RASTER_TIERS))

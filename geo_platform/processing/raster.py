@@ -12,6 +12,7 @@ previous one, if any, stays).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,16 +29,23 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from geo_platform.errors import GeoPlatformError, InvalidInputError, TransientError
 from geo_platform.lib.collections_config import requested_tiers
 from geo_platform.lib.hashing import sha256_file
+from geo_platform.lib.partition_keys import output_stem
 from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
 from geo_platform.lib.raster.compare import compare_pixels
 from geo_platform.lib.raster.thumbnail import thumbnail_markdown
-from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, TierRef, tier_blob_key
+from geo_platform.lib.raster.tiers import (
+    TIER_SPECS,
+    Tier,
+    TierRef,
+    is_tier_version,
+    tier_blob_key,
+)
 from geo_platform.lib.raster.validate import RasterInfo, check_file_size, validate_raster
 from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
-from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobStore
+from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import LimitSettings, PriceSettings
 
@@ -159,8 +167,8 @@ def _process(
         to_write = []
         for tier in plan.tiers:
             if not info.applicable[tier.value]:
-                # A tier stored for an earlier version of the source is stale now.
-                store.delete(TIER_SPECS[tier].container, tier_blob_key(tier, key))
+                # A tier stored for an earlier version of the source is stale now: it is
+                # removed once the new item, without it, is stored (remove_old_versions).
                 outcome.tiers[tier] = TierOutcome(tier, skipped=info.reasons[tier.value])
             elif tier not in requested:
                 wanted = ", ".join(t.value for t in requested)
@@ -237,7 +245,8 @@ def _problems(problems: list[str]) -> dict[str, str]:
 
 def _tier_ref(store: BlobStore, key: str, cog: LocalCog, info: RasterInfo) -> TierRef:
     """Where the tier will be stored, read from the local file until then."""
-    container, blob_key = TIER_SPECS[cog.tier].container, tier_blob_key(cog.tier, key)
+    container = TIER_SPECS[cog.tier].container
+    blob_key = tier_blob_key(cog.tier, key, cog.sha256)
     return TierRef(
         tier=cog.tier,
         href=store.href(container, blob_key),
@@ -252,7 +261,7 @@ def _store_tier(
     store: BlobStore, key: str, cog: LocalCog, ref: TierRef, info: RasterInfo, prices: PriceSettings
 ) -> TierOutcome:
     spec = TIER_SPECS[cog.tier]
-    blob_key = tier_blob_key(cog.tier, key)
+    blob_key = tier_blob_key(cog.tier, key, cog.sha256)
     # The thumbnail is read before the file is handed to the store (which may move it).
     thumbnail = thumbnail_markdown(cog.path)
     stored = store.upload_file(
@@ -289,25 +298,57 @@ def _store_tier(
     return TierOutcome(cog.tier, ref=stored_ref, metadata=metadata)
 
 
-def stored_tier(store: BlobStore, key: str, tier: Tier) -> TierRef | None:
-    """The tier as stored by an earlier run, or None."""
-    container, blob_key = TIER_SPECS[tier].container, tier_blob_key(tier, key)
-    try:
-        info = store.info(container, blob_key)
-    except FileNotFoundError:
-        return None
-    sha256 = info.metadata.get(SHA256_METADATA)
-    if sha256 is None:
-        with store.local_file(container, blob_key) as path:
-            sha256 = sha256_file(path)
-    return TierRef(
-        tier=tier,
-        href=store.href(container, blob_key),
-        gdal_path=store.gdal_path(container, blob_key),
-        size_bytes=info.size,
-        sha256=sha256,
-        source_sha256=info.metadata.get(SOURCE_SHA256_METADATA),
-    )
+def tier_versions(store: BlobStore, key: str) -> dict[Tier, list[BlobInfo]]:
+    """The stored versions of each tier of ``bronze/<key>``, oldest first: one listing per
+    container (visualization and analysis share ``silver``)."""
+    versions: dict[Tier, list[BlobInfo]] = {tier: [] for tier in TIER_SPECS}
+    for container in dict.fromkeys(spec.container for spec in TIER_SPECS.values()):
+        for blob in store.list_blobs(container, f"{output_stem(key)}."):
+            for tier, spec in TIER_SPECS.items():
+                if spec.container == container and is_tier_version(tier, key, blob.key):
+                    versions[tier].append(blob)
+    for found in versions.values():
+        found.sort(key=lambda blob: blob.last_modified)
+    return versions
+
+
+def stored_tier(store: BlobStore, key: str, tier: Tier, source_sha256: str) -> TierRef | None:
+    """The newest version of the tier that an earlier run made from this source version,
+    or None."""
+    container = TIER_SPECS[tier].container
+    for info in reversed(tier_versions(store, key)[tier]):
+        if info.metadata.get(SOURCE_SHA256_METADATA) != source_sha256:
+            continue
+        sha256 = info.metadata.get(SHA256_METADATA)
+        if sha256 is None:
+            with store.local_file(container, info.key) as path:
+                sha256 = sha256_file(path)
+        return TierRef(
+            tier=tier,
+            href=store.href(container, info.key),
+            gdal_path=store.gdal_path(container, info.key),
+            size_bytes=info.size,
+            sha256=sha256,
+            source_sha256=source_sha256,
+        )
+    return None
+
+
+def remove_old_versions(
+    store: BlobStore, key: str, item: dict[str, Any], catalog: StacCatalog | None = None
+) -> None:
+    """Once ``item`` is stored: remove every stored tier version of ``bronze/<key>`` that
+    it does not point at (earlier versions, tiers that no longer apply or were dropped),
+    nor the item in ``catalog`` does (another process may have stored its own since)."""
+    items = [item]
+    if catalog is not None and (stored := catalog.get_item(item["collection"], item["id"])):
+        items.append(stored)
+    current = {asset.get("href") for i in items for asset in i.get("assets", {}).values()}
+    for tier, versions in tier_versions(store, key).items():
+        container = TIER_SPECS[tier].container
+        for blob in versions:
+            if store.href(container, blob.key) not in current:
+                store.delete(container, blob.key)
 
 
 def _item(
@@ -324,8 +365,8 @@ def _item(
     refs = dict(written)
     for tier in requested:
         if tier not in refs and info.applicable[tier.value]:
-            ref = stored_tier(ctx.blob_store, key, tier)
-            if ref is not None and ref.source_sha256 == info.sha256:
+            ref = stored_tier(ctx.blob_store, key, tier, info.sha256)
+            if ref is not None:
                 refs[tier] = ref
     if not refs:
         return None
@@ -355,7 +396,7 @@ def process_rasters(
     item is yielded once the item is stored (or with the write's error)."""
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
-    writer = _ItemWriter(catalog)
+    writer = _ItemWriter(catalog, ctx.blob_store)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raster") as pool:
         for outcome in _bounded(
             pool, keys, lambda key: process_raster(key, plan, ctx), workers * 2
@@ -400,8 +441,9 @@ class _ItemWriter:
     """Writes items in batches: creates missing collections, retries transient errors,
     and falls back to one item at a time when a batch is refused."""
 
-    def __init__(self, catalog: StacCatalog) -> None:
+    def __init__(self, catalog: StacCatalog, store: BlobStore) -> None:
         self.catalog = catalog
+        self.store = store
         self.known_collections: set[str] = set()
 
     def write(self, outcomes: list[RasterOutcome]) -> Iterator[RasterOutcome]:
@@ -422,7 +464,21 @@ class _ItemWriter:
                 self._fail(outcome, f"the catalog write failed: {e}", transient=True)
             yield from outcomes
             return
-        yield from outcomes
+        for outcome in outcomes:
+            if outcome.item is not None:
+                self._remove_old_versions(outcome)
+            yield outcome
+
+    def _remove_old_versions(self, outcome: RasterOutcome) -> None:
+        assert outcome.item is not None
+        try:
+            remove_old_versions(self.store, outcome.key, outcome.item, self.catalog)
+        except (OSError, TransientError) as e:
+            # The new item is stored and whole: old files are only left over, and the
+            # next run of this raster removes them.
+            logging.getLogger(__name__).warning(
+                f"{BRONZE}/{outcome.key}: old tier versions not removed yet: {e}"
+            )
 
     def _write(self, items: list[dict[str, Any]]) -> None:
         retrying = Retrying(
@@ -458,7 +514,9 @@ def remove_raster(key: str, store: BlobStore, catalog: StacCatalog) -> bool:
     blob is gone; False, touching nothing, if the blob is back."""
     if store.exists(BRONZE, key):
         return False
-    for tier, spec in TIER_SPECS.items():
-        store.delete(spec.container, tier_blob_key(tier, key))
+    # The item first: it never points at a removed file.
     catalog.delete_item(collection_id(key), item_id(key))
+    for tier, versions in tier_versions(store, key).items():
+        for blob in versions:
+            store.delete(TIER_SPECS[tier].container, blob.key)
     return True

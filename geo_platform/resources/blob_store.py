@@ -136,7 +136,10 @@ def _files_in_key_order(
     appended to folders, yields keys in string order while streaming the tree.
     """
     try:
-        entries = list(os.scandir(folder))
+        with os.scandir(folder) as scan:
+            # Names are filtered before anything is asked of the file system: listing one
+            # raster's tiers in a folder of 10,000 costs string comparisons, not stats.
+            entries = [entry for entry in scan if _may_hold(parent + entry.name, prefix)]
     except (FileNotFoundError, NotADirectoryError):
         return
     names = {entry: entry.name + "/" if entry.is_dir() else entry.name for entry in entries}
@@ -149,6 +152,11 @@ def _files_in_key_order(
                 yield from _files_in_key_order(Path(entry.path), key, prefix, after)
         elif key.startswith(prefix) and key > after and not entry.name.startswith(".tmp-"):
             yield key, Path(entry.path)
+
+
+def _may_hold(key: str, prefix: str) -> bool:
+    """Whether the entry (a file or a folder) named ``key`` can hold keys with ``prefix``."""
+    return key.startswith(prefix) or prefix.startswith(key)
 
 
 def _etag(stat: os.stat_result) -> str:

@@ -6,6 +6,7 @@ definitions load (``defs/h3/definitions.py``), never at import.
 """
 
 import datetime as dt
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,7 +46,7 @@ from geo_platform.lib.stac.ids import collection_id
 from geo_platform.lib.stac.validation import validate_item
 from geo_platform.lib.vector.load import VECTOR_SCHEMA
 from geo_platform.lib.vector.names import GEOMETRY_COLUMN
-from geo_platform.resources.blob_store import BlobStore
+from geo_platform.resources.blob_store import BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.resources.warehouse import Warehouse
 from geo_platform.settings import get_h3_settings, get_platform_settings
@@ -285,7 +286,8 @@ def h3_land_grid(
 
 
 COG_ANALYSIS = dg.AssetKey("cog_analysis")
-ANALYSIS_SUFFIX = ".analysis.tif"
+# An analysis tier's blob: <stem>.analysis.<version>.tif (lib.raster.tiers).
+ANALYSIS_VERSION = re.compile(r"(.+)\.analysis\.[0-9a-f]{12}\.tif")
 # Eager, but not held back by missing partitions (as collection_summary): one bad raster
 # or vector file must not freeze the summaries.
 _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
@@ -310,10 +312,17 @@ def h3_raster_summary(
     max and mean per band, read window by window; in ``h3.raster_summary``, one partition of
     rows per collection."""
     settings = get_h3_settings()
-    tiers: dict[str, list[str]] = {}
+    # The newest version of each raster's analysis tier (an older one lingers only until
+    # the new item is stored).
+    newest: dict[str, BlobInfo] = {}
     for blob in blob_store.list_blobs(TIER_SPECS[Tier.ANALYSIS].container):
-        if blob.key.endswith(ANALYSIS_SUFFIX):
-            tiers.setdefault(collection_id(blob.key), []).append(blob.key)
+        if match := ANALYSIS_VERSION.fullmatch(blob.key):
+            stem = match.group(1)
+            if stem not in newest or blob.last_modified > newest[stem].last_modified:
+                newest[stem] = blob
+    tiers: dict[str, list[str]] = {}
+    for blob in newest.values():
+        tiers.setdefault(collection_id(blob.key), []).append(blob.key)
     wanted = set(settings.raster_collections) or set(tiers)
     rows = ["| collection | rasters | rows |", "|---|---|---|"]
     total = 0

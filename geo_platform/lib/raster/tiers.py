@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -47,15 +48,34 @@ def parse_output_tier(value: str) -> tuple[Tier, ...]:
         raise ValueError(f"output_tier {value!r} is not one of {choices}") from None
 
 
-def tier_blob_key(tier: Tier, blob_key: str) -> str:
-    """Where a tier of a source lives in its container: a pure, one-to-one function of the
-    blob key.
+# Hex digits of a tier's own SHA-256 in its blob name.
+VERSION_CHARS = 12
+_VERSION = re.compile(rf"[0-9a-f]{{{VERSION_CHARS}}}\.tif")
 
-    ``landsat/2024/scene.tif`` -> ``landsat/2024/scene.analysis.tif``; ``scene.png`` ->
-    ``scene.png.analysis.tif`` (see ``output_stem``: two keys never share a tier). The
-    tier is in the name so that visualization and analysis can share ``silver``.
+
+def tier_blob_key(tier: Tier, blob_key: str, sha256: str) -> str:
+    """Where a version of a tier of a source lives in its container: named after the blob
+    key (one-to-one) and the tier's own content.
+
+    ``landsat/2024/scene.tif`` -> ``landsat/2024/scene.analysis.<sha256[:12]>.tif``;
+    ``scene.png`` -> ``scene.png.analysis.<...>.tif`` (see ``output_stem``: two keys never
+    share a tier). The tier is in the name so that visualization and analysis can share
+    ``silver``. A new version gets a new name, so replacing a raster's tiers is atomic for
+    readers: the item points at the old files until it points at the new ones, and the
+    old ones are removed after that.
     """
-    return f"{output_stem(blob_key)}.{tier.value}.tif"
+    return f"{tier_versions_prefix(tier, blob_key)}{sha256[:VERSION_CHARS]}.tif"
+
+
+def tier_versions_prefix(tier: Tier, blob_key: str) -> str:
+    return f"{output_stem(blob_key)}.{tier.value}."
+
+
+def is_tier_version(tier: Tier, blob_key: str, candidate: str) -> bool:
+    """Whether ``candidate`` names a version of this tier of ``blob_key`` (and of no other
+    key: what follows the prefix is exactly a version)."""
+    prefix = tier_versions_prefix(tier, blob_key)
+    return candidate.startswith(prefix) and bool(_VERSION.fullmatch(candidate[len(prefix) :]))
 
 
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from click.testing import CliRunner
+from pypgstac.db import PgstacDB
+from pypgstac.load import Loader, Methods
 
 from geo_platform.cli import main
 from geo_platform.errors import InvalidInputError
@@ -222,3 +225,24 @@ def test_cli_escapes_control_characters_and_counts_every_rejection(
     assert "rejected line 1 item red\\x1b[31m: has a control character ('\\x1b')" in result.output
     assert "... and 2 more rejected lines" in result.output
     assert "1 loaded, 0 skipped, 5 rejected" in result.output
+
+
+@pytest.mark.integration
+def test_pgstac_search_over_an_unreadable_geometry_stored_earlier_says_how_to_find_it(
+    pgstac_dsn, naip_collection, naip_items
+):
+    with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM pgstac.collections")
+    catalog = PgstacCatalog(dsn=pgstac_dsn)
+    catalog.upsert_collection(naip_collection)
+    catalog.upsert_items([naip_items[0]])
+    # As an earlier version, or pypgstac itself, would store it: no check on the way.
+    unclosed = _hostile(naip_items[1], "unclosed", **HOSTILE["unclosed ring"][0])
+    with PgstacDB(dsn=pgstac_dsn) as db:
+        Loader(db).load_items(iter([unclosed]), insert_mode=Methods.insert)
+    with pytest.raises(InvalidInputError, match="cannot be read by PostGIS") as raised:
+        catalog.search(bbox=WORLD)
+    find = re.search(r"find such items with '(.*)', then", str(raised.value))
+    assert find is not None
+    with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
+        assert conn.execute(find[1]).fetchall() == [("naip", "unclosed")]

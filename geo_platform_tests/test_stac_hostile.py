@@ -18,6 +18,7 @@ from pypgstac.load import Loader, Methods
 from geo_platform.cli import main
 from geo_platform.errors import InvalidInputError
 from geo_platform.lib.stac import load as load_module
+from geo_platform.lib.stac.geojson import geometry_problem, invalid_geometry_reasons
 from geo_platform.lib.stac.load import KEPT_REJECTIONS, MAX_LINE_BYTES, load_ndjson
 from geo_platform.resources.duckdb_catalog import DuckDBCatalog
 from geo_platform.resources.pgstac_catalog import PgstacCatalog
@@ -246,3 +247,59 @@ def test_pgstac_search_over_an_unreadable_geometry_stored_earlier_says_how_to_fi
     assert find is not None
     with psycopg.connect(pgstac_dsn, autocommit=True) as conn:
         assert conn.execute(find[1]).fetchall() == [("naip", "unclosed")]
+
+
+@pytest.mark.unit
+def test_the_geometry_rule_over_every_geojson_type():
+    square = [[0, 0], [2, 0], [2, 2], [0, 2], [0, 0]]
+    square_3d = [[*position, 5.0] for position in square]
+    bow_tie = [[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]
+    far_hole = [[5, 5], [6, 5], [6, 6], [5, 5]]
+    geometries = {
+        "point": ({"type": "Point", "coordinates": [180, -90]}, None),
+        "line": ({"type": "LineString", "coordinates": [[0, 0], [1, 1.5, 3]]}, None),
+        "polygon with heights": ({"type": "Polygon", "coordinates": [square_3d]}, None),
+        "hole outside": (
+            {"type": "Polygon", "coordinates": [square, far_hole]},
+            "Hole lies outside shell",
+        ),
+        "overlapping parts": (
+            {"type": "MultiPolygon", "coordinates": [[square], [square_3d]]},
+            "Self-intersection",
+        ),
+        "collection": (
+            {
+                "type": "GeometryCollection",
+                "geometries": [{"type": "Polygon", "coordinates": [bow_tie]}],
+            },
+            "Self-intersection[0.5 0.5]",
+        ),
+        "one-position line": (
+            {"type": "LineString", "coordinates": [[0, 0]]},
+            "LineString with 1 positions (at least 2)",
+        ),
+        "true as a coordinate": (
+            {"type": "Point", "coordinates": [True, 0]},
+            "holds something other than numbers",
+        ),
+        "NaN height": (
+            {"type": "Point", "coordinates": [0, 0, float("nan")]},
+            "height that is not a finite number",
+        ),
+        "empty collection": (
+            {"type": "GeometryCollection", "geometries": []},
+            "GeometryCollection without geometries (empty)",
+        ),
+        "no coordinates": ({"type": "MultiPolygon"}, "MultiPolygon coordinates are not an array"),
+    }
+    first_pass = {name: geometry_problem(g) for name, (g, _) in geometries.items()}
+    passed = [name for name, problem in first_pass.items() if problem is None]
+    reasons = dict(
+        zip(passed, invalid_geometry_reasons([geometries[n][0] for n in passed]), strict=True)
+    )
+    for name, (_, expected) in geometries.items():
+        found = first_pass[name] or reasons[name]
+        if expected is None:
+            assert found is None, name
+        else:
+            assert found is not None and expected in found, (name, found)

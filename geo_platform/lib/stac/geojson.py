@@ -147,35 +147,43 @@ def _shown(value: Any) -> str:
 
 def invalid_geometry_reasons(geometries: Sequence[dict[str, Any]]) -> list[str | None]:
     """For each geometry that passed :func:`geometry_problem`, why GEOS finds it invalid
-    (e.g. ``Self-intersection[0.5 0.5]``), or None.
-
-    Polygons and multipolygons, nearly every footprint, go to GEOS as flat coordinate
-    arrays in one call (``from_geojson`` took 8 times as long); geometry collections are
-    read from GeoJSON. Points and lines are valid once :func:`geometry_problem` passes.
-    """
-    import numpy as np
+    (e.g. ``Self-intersection[0.5 0.5]``), or None. One GEOS call for the whole batch."""
     import shapely
 
     reasons: list[str | None] = [None] * len(geometries)
-    by_kind: dict[str, list[int]] = {"Polygon": [], "MultiPolygon": [], "GeometryCollection": []}
-    for index, geometry in enumerate(geometries):
-        indexes = by_kind.get(geometry["type"])
-        if indexes is not None:
-            indexes.append(index)
-    for kind, indexes in by_kind.items():
-        if not indexes:
-            continue
-        chosen = [geometries[index] for index in indexes]
-        if kind == "GeometryCollection":
-            shapes = np.array([_from_geojson(geometry) for geometry in chosen], dtype=object)
-        else:
-            shapes = _polygonal(chosen, multi=kind == "MultiPolygon")
-        # None (unreadable) is not valid either.
-        for position in (~shapely.is_valid(shapes)).nonzero()[0].tolist():
-            shape = shapes[position]
-            reason = shapely.is_valid_reason(shape) if shape is not None else "unreadable"
-            reasons[indexes[position]] = f"has an invalid geometry: {reason} (not repaired)"
+    if not geometries:
+        return reasons
+    built = shapes(geometries)
+    # None (unreadable) is not valid either.
+    for index in (~shapely.is_valid(built)).nonzero()[0].tolist():
+        shape = built[index]
+        reason = shapely.is_valid_reason(shape) if shape is not None else "unreadable"
+        reasons[index] = f"has an invalid geometry: {reason} (not repaired)"
     return reasons
+
+
+def shapes(geometries: Sequence[dict[str, Any]]) -> Any:
+    """GEOS geometries (a numpy array) of GeoJSON geometries that passed
+    :func:`geometry_problem`, in two dimensions; None where GEOS cannot read one.
+
+    Polygons and multipolygons, nearly every footprint, are built from flat coordinate
+    arrays in one call (``from_geojson`` took 8 times as long); the rest are read from
+    GeoJSON.
+    """
+    import numpy as np
+
+    built = np.empty(len(geometries), dtype=object)
+    by_kind: dict[str, list[int]] = {"Polygon": [], "MultiPolygon": []}
+    others: list[int] = []
+    for index, geometry in enumerate(geometries):
+        by_kind.get(geometry["type"], others).append(index)
+    for kind, indexes in by_kind.items():
+        if indexes:
+            chosen = [geometries[index] for index in indexes]
+            built[indexes] = _polygonal(chosen, multi=kind == "MultiPolygon")
+    for index in others:
+        built[index] = _from_geojson(geometries[index])
+    return built
 
 
 def _polygonal(geometries: list[dict[str, Any]], *, multi: bool) -> Any:
@@ -208,6 +216,6 @@ def _from_geojson(geometry: dict[str, Any]) -> Any:
     import shapely
 
     try:
-        return shapely.from_geojson(orjson.dumps(geometry))
+        return shapely.force_2d(shapely.from_geojson(orjson.dumps(geometry)))
     except shapely.errors.GEOSException:
         return None

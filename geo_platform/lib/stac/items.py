@@ -60,7 +60,9 @@ def _identity_problem(item: dict[str, Any]) -> str | None:
         if control := _CONTROL.search(value):
             return f"has a control character ({control.group()!r}) in its {key}"
         if len(value) > MAX_ID_BYTES // 4 and len(value.encode()) > MAX_ID_BYTES:
-            return f"has an {key} of {len(value.encode())} bytes (at most {MAX_ID_BYTES})"
+            article = "an" if key == "id" else "a"
+            size = len(value.encode())
+            return f"has {article} {key} of {size} bytes (at most {MAX_ID_BYTES})"
     return None
 
 

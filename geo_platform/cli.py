@@ -356,32 +356,40 @@ def stac_load(
 ) -> None:
     """Load an NDJSON file of items (one a line) into the catalog, streaming, in batches."""
     from geo_platform.backends import stac_catalog
-    from geo_platform.errors import GeoPlatformError
     from geo_platform.lib.stac.load import load_ndjson
     from geo_platform.lib.stac.loader import check_load_method
 
     catalog = stac_catalog(get_platform_settings())
-    try:
-        report = load_ndjson(
-            catalog,
-            items,
-            method=check_load_method(method),
-            batch_size=batch_size,
-            collection_path=collection_path,
+    # A failure (a catalog that stops answering, an insert conflict) ends in one line
+    # from the group, saying how many items were committed.
+    report = load_ndjson(
+        catalog,
+        items,
+        method=check_load_method(method),
+        batch_size=batch_size,
+        collection_path=collection_path,
+    )
+    for rejection in report.rejected:
+        item = f" item {_printable(rejection.item_id)}" if rejection.item_id else ""
+        click.echo(
+            f"rejected line {rejection.line}{item}: {_printable(rejection.reason)}", err=True
         )
-    except GeoPlatformError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(1)
-    for rejection in report.rejected[:50]:
-        item = f" item {rejection.item_id}" if rejection.item_id else ""
-        click.echo(f"rejected line {rejection.line}{item}: {rejection.reason}", err=True)
-    if len(report.rejected) > 50:
-        click.echo(f"... and {len(report.rejected) - 50} more rejected lines", err=True)
+    if report.rejected_count > len(report.rejected):
+        click.echo(
+            f"... and {report.rejected_count - len(report.rejected)} more rejected lines",
+            err=True,
+        )
     click.echo(
-        f"{report.loaded} loaded, {report.skipped} skipped, {len(report.rejected)} rejected "
+        f"{report.loaded} loaded, {report.skipped} skipped, {report.rejected_count} rejected "
         f"({method}, {report.items_per_second:,.0f} items/s)"
     )
-    sys.exit(1 if report.rejected else 0)
+    sys.exit(1 if report.rejected_count else 0)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1b``): ids come from the file, and
+    a terminal would obey them."""
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in text)
 
 
 @main.command("query")

@@ -1,6 +1,7 @@
 """Faults a platform meets in operation: commands at once on a new instance, a process
 killed midway. Each drives the real `geo-platform` command in its own processes."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import psycopg
 import pytest
 import rasterio
 from click.testing import CliRunner
+from psycopg import sql
 from rasterio.transform import from_origin
 
 from geo_platform.backends import blob_store, stac_catalog
@@ -23,7 +26,7 @@ from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.tiers import Tier
 from geo_platform.settings import PlatformSettings
 
-from .conftest import _scratch_database
+from .conftest import _scratch_database, conninfo
 from .tier_blobs import tier_blob
 
 pytestmark = pytest.mark.asset
@@ -249,3 +252,114 @@ def test_the_sensor_never_reruns_what_the_cli_ingests_with_the_daemon_running(se
                 os.killpg(daemon.pid, signal.SIGKILL)
     finally:
         del os.environ["GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS"]
+
+
+def _fault_items(real_stac: Path, folder: Path, collection: str, count: int) -> tuple[Path, Path]:
+    """``count`` NDJSON items of ``collection`` (the real NAIP items with new ids), and
+    the collection's JSON."""
+    real = [json.loads(line) for line in (real_stac / "naip-items.ndjson").open()]
+    items = folder / f"{collection}.ndjson"
+    with items.open("w") as out:
+        for n in range(count):
+            item = real[n % len(real)] | {"collection": collection}
+            out.write(json.dumps(item | {"id": f"{item['id']}-c{n // len(real)}"}) + "\n")
+    collection_path = folder / f"{collection}.json"
+    naip = json.loads((real_stac / "naip-collection.json").read_text())
+    collection_path.write_text(json.dumps(naip | {"id": collection}))
+    return items, collection_path
+
+
+def _stored(admin: psycopg.Connection, collection: str) -> tuple[int, int]:
+    """(items, distinct ids) of ``collection`` in pgSTAC."""
+    row = admin.execute(
+        "SELECT count(*), count(DISTINCT id) FROM pgstac.items WHERE collection = %s",
+        [collection],
+    ).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+def _cut_loads_off(
+    admin: psycopg.Connection,
+    load: subprocess.Popen[str],
+    collection: str,
+    *,
+    after: int,
+    refuse_new: psycopg.Connection | None = None,
+) -> int:
+    """Once ``after`` items of the load are committed, end its connections, as a restart
+    of PostgreSQL does (the server itself is shared); with ``refuse_new``, a connection to
+    another database, the database then refuses new ones until the caller allows them
+    again. Returns how many connections ended."""
+    deadline = time.monotonic() + 120
+    while load.poll() is None and time.monotonic() < deadline:
+        if _stored(admin, collection)[0] >= after:
+            if refuse_new:
+                database = sql.Identifier(admin.info.dbname)
+                refuse_new.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(database)
+                )
+            row = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'geo_platform'"
+            ).fetchone()
+            if row and row[0]:
+                return row[0]
+            if refuse_new is not None:
+                # Between two batches: no connection to end, and none can be made now.
+                return 0
+        time.sleep(0.01)
+    return 0
+
+
+@pytest.mark.integration
+def test_stac_load_survives_lost_connections_and_says_what_was_committed(
+    settings, real_stac, pg_settings, pgstac_database, pgstac_dsn, tmp_path, monkeypatch
+):
+    """pgSTAC connections ended mid-load (by pg_terminate_backend, as a restart ends
+    them): a lost batch is retried on a new connection; when no new connection can be
+    made the load ends in one line saying how many items were committed, and loading the
+    file again gives every item exactly once."""
+    monkeypatch.setenv("GEO_PLATFORM_PROFILE", "production")
+    monkeypatch.setenv("GEO_PLATFORM_PG_DATABASE", pgstac_database)
+    count = 6000
+    with psycopg.connect(pgstac_dsn, autocommit=True, application_name="fault-test") as admin:
+        # A connection lost once: the batch is written again on a new one.
+        items, collection = _fault_items(real_stac, tmp_path, "fault-once", count)
+        args = ["stac", "load", str(items), "--collection", str(collection), "--batch-size", "200"]
+        load = _start(*args)
+        assert _cut_loads_off(admin, load, "fault-once", after=1000) >= 1
+        output = load.communicate(timeout=120)[0]
+        assert load.returncode == 0, output
+        assert output.startswith(f"{count} loaded, 0 skipped, 0 rejected"), output
+        assert _stored(admin, "fault-once") == (count, count)
+
+        # Down for longer than the retries: the load stops, saying what it committed.
+        items, collection = _fault_items(real_stac, tmp_path, "fault-down", count)
+        args = ["stac", "load", str(items), "--collection", str(collection), "--batch-size", "200"]
+        load = _start(*args)
+        server = psycopg.connect(conninfo(pg_settings, pg_settings.database), autocommit=True)
+        with server:
+            try:
+                _cut_loads_off(admin, load, "fault-down", after=1000, refuse_new=server)
+                output = load.communicate(timeout=120)[0]
+            finally:
+                server.execute(
+                    sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                        sql.Identifier(pgstac_database)
+                    )
+                )
+        assert load.returncode == 1, output
+        committed, distinct = _stored(admin, "fault-down")
+        assert 1000 <= committed < count and committed == distinct
+        (line,) = output.splitlines()
+        assert line.startswith(f"error: loading {items} stopped at lines "), line
+        assert "not currently accepting connections" in line or "terminat" in line, line
+        assert f"; {committed} items were committed" in line, line
+        assert line.endswith("(load the file again to finish)"), line
+
+        again = _start(*args)
+        output = again.communicate(timeout=120)[0]
+        assert again.returncode == 0, output
+        assert output.startswith(f"{count} loaded, 0 skipped, 0 rejected"), output
+        assert _stored(admin, "fault-down") == (count, count)

@@ -320,11 +320,21 @@ class PgstacCatalog(StacCatalog):
             return ConfigurationError(
                 f"pgSTAC is not installed in {self.location} ({message}): run pypgstac migrate"
             )
+        if "could not be converted to GEOS" in message:
+            # Items written before geometries were checked, or by another tool.
+            return InvalidInputError(
+                f"{what} at {self.location}",
+                f"an item's geometry cannot be read by PostGIS ({message}); "
+                f"find such items with {_FIND_INVALID_GEOMETRIES!r}, then delete or fix them",
+            )
         if isinstance(error, (psycopg.errors.RaiseException, psycopg.DataError)):
             return InvalidInputError(what, message)
         if isinstance(error, psycopg.IntegrityError):
             return InvalidInputError(what, message)
         return error
+
+
+_FIND_INVALID_GEOMETRIES = "SELECT collection, id FROM pgstac.items WHERE NOT ST_IsValid(geometry)"
 
 
 class _ConnectFailed(Exception):

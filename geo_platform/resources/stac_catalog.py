@@ -120,9 +120,10 @@ class StacCatalog(ABC):
         A list is checked whole before anything is written; another iterable is
         checked batch by batch, so batches before a bad item stay loaded.
         """
-        checked = isinstance(items, Sequence)
-        if checked:
+        checked = False
+        if isinstance(items, Sequence):
             check_items(items)
+            checked = True
         with self.loader(method) as load:
             for batch in batched(items, self.batch_size):
                 load.add(batch, checked=checked)

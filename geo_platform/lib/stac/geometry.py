@@ -14,6 +14,7 @@ import orjson
 
 from geo_platform.errors import InvalidInputError
 from geo_platform.lib.stac.bbox import Bbox, split_bbox
+from geo_platform.lib.stac.geojson import shapes
 from geo_platform.lib.stac.items import item_name
 from geo_platform.lib.stac.search import bbox_search_geometry
 
@@ -33,30 +34,20 @@ class StoredGeometry:
 
 
 def item_geometries(items: Sequence[dict[str, Any]]) -> list[StoredGeometry]:
-    """Each item's GeoJSON geometry read by GEOS; InvalidInputError names the first
-    item whose geometry GEOS cannot read."""
+    """Each item's geometry (checked by :func:`item_problem` already) as GEOS reads it, in
+    two dimensions; InvalidInputError names the first item GEOS cannot read."""
     import shapely
 
-    texts = [orjson.dumps(item["geometry"]) for item in items]
-    try:
-        geometries = shapely.from_geojson(texts)
-    except shapely.errors.GEOSException:
-        geometries = [_one_geometry(item, text) for item, text in zip(items, texts, strict=True)]
+    geometries = shapes([item["geometry"] for item in items])
+    for item, geometry in zip(items, geometries, strict=True):
+        if geometry is None:
+            raise InvalidInputError(item_name(item), "has a geometry GEOS cannot read")
     wkbs = shapely.to_wkb(geometries)
     bounds = shapely.bounds(geometries).tolist()
     return [
         StoredGeometry(wkb, (box[0], box[1], box[2], box[3]))
         for wkb, box in zip(wkbs.tolist(), bounds, strict=True)
     ]
-
-
-def _one_geometry(item: dict[str, Any], text: bytes) -> shapely.Geometry:
-    import shapely
-
-    try:
-        return shapely.from_geojson(text)
-    except shapely.errors.GEOSException as e:
-        raise InvalidInputError(item_name(item), f"has an invalid geometry: {e}") from None
 
 
 class BoxMatcher:

@@ -2,7 +2,9 @@
 killed midway. Each drives the real `geo-platform` command in its own processes."""
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +23,10 @@ from geo_platform.ingest import ingest
 from geo_platform.instance import get_instance
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.tiers import TIER_SPECS, Tier, tier_blob_key
-from geo_platform.settings import PlatformSettings
+from geo_platform.lib.stac.ids import item_id
+from geo_platform.settings import AZURITE_CONNECTION_STRING, PlatformSettings
 
-from .conftest import _scratch_database
+from .conftest import REAL_RASTER_TIERS, _scratch_database
 
 pytestmark = pytest.mark.asset
 
@@ -248,3 +251,158 @@ def test_the_sensor_never_reruns_what_the_cli_ingests_with_the_daemon_running(se
                 os.killpg(daemon.pid, signal.SIGKILL)
     finally:
         del os.environ["GEO_PLATFORM_RUN_SENSOR_SETTLE_SECONDS"]
+
+
+def _azurite_binary() -> Path | None:
+    """`make services` installs Azurite into the checkout's .services; else on PATH."""
+    installed = Path(__file__).resolve().parents[1] / ".services/npm/node_modules/.bin"
+    for candidate in (installed / "azurite-blob", shutil.which("azurite-blob")):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateAzurite:
+    """An Azurite of the test's own, on a free port, that can be stopped and started again
+    on the same data folder: the shared one on port 10000 is never touched."""
+
+    def __init__(self, binary: Path, folder: Path) -> None:
+        self.binary, self.folder, self.port = binary, folder, _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return AZURITE_CONNECTION_STRING.replace("127.0.0.1:10000", f"127.0.0.1:{self.port}")
+
+    def start(self) -> None:
+        log = (self.folder.parent / "azurite.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(["node"] if self.binary.suffix == ".js" else []),
+                str(self.binary),
+                *("--blobHost", "127.0.0.1", "--blobPort", str(self.port)),
+                *("--location", str(self.folder)),
+                *("--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, "Azurite exited at start"
+                assert time.monotonic() < deadline, "Azurite did not answer within 30 s"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: Azurite then saves its metadata, which
+        it otherwise writes every 5 s (a SIGKILL would lose blobs it had acknowledged)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_azurite(tmp_path):
+    binary = _azurite_binary()
+    if binary is None:
+        pytest.skip("Azurite is not installed (`make services` installs it in .services/npm)")
+    folder = tmp_path / "azurite"
+    folder.mkdir()
+    azurite = PrivateAzurite(binary, folder)
+    azurite.start()
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
+
+
+def _assert_item_tiers_stored(item: dict, store, key: str) -> None:
+    """Every asset of the item is a stored blob with the item's size and checksum."""
+    assert item["assets"], item["id"]
+    for tier_name, asset in item["assets"].items():
+        tier = Tier(tier_name)
+        container, blob_key = TIER_SPECS[tier].container, tier_blob_key(tier, key)
+        assert asset["href"] == store.href(container, blob_key)
+        with store.local_file(container, blob_key) as path:
+            assert asset["file:checksum"] == "1220" + sha256_file(path), (key, tier_name)
+            assert asset["file:size"] == path.stat().st_size, (key, tier_name)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("profile_settings", ["production"], indirect=True)
+def test_azurite_stopped_during_an_ingest_then_rerun(
+    profile_settings, private_azurite, copy_real, monkeypatch
+):
+    """Blob storage lost while tiers are being written: each file that needed it fails
+    with one line, no item points at a missing or different blob, and a re-run once the
+    storage is back makes one consistent item per raster."""
+    monkeypatch.setenv("GEO_PLATFORM_AZURE_CONNECTION_STRING", private_azurite.connection_string)
+    settings = PlatformSettings()
+    names = ["image_2000px.tif", "image_rgb.tif", "image_float.tif"]
+    inputs = copy_real(*names)
+    keys = [f"outage/{name}" for name in names]
+
+    process = _start("ingest", str(inputs), "--collection", "outage")
+    deadline = time.monotonic() + 120
+    # Stopped once the first raster's tiers are being written: its bronze copy is down,
+    # the others wait for their turn.
+    while not any(settings.scratch_path.glob("*/cog-*/*")):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the ingest never started writing tiers"
+        time.sleep(0.02)
+    private_azurite.stop()
+    output = process.communicate(timeout=180)[0]
+
+    assert process.returncode == 1, output
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    by_key = {line.split()[1].rstrip(":"): line for line in lines[:-1]}
+    assert sorted(by_key) == sorted(keys), output
+    failed = [key for key, line in by_key.items() if line.startswith("failed")]
+    assert failed, output
+    endpoint = f"http://127.0.0.1:{private_azurite.port}/devstoreaccount1"
+    for key in failed:
+        # The last of its attempts, made once Azurite was gone, names what it was doing.
+        assert by_key[key].startswith(
+            f"failed  {key}: bronze/{key}: Azure Blob Storage at {endpoint} is unreachable while "
+        ), by_key[key]
+        assert by_key[key].endswith(": Connection refused"), by_key[key]
+    assert lines[-1] == f"{len(keys) - len(failed)} ok, {len(failed)} failed"
+
+    # What the catalog holds now only points at blobs that exist, with their checksums.
+    private_azurite.start()
+    store = blob_store(settings)
+    catalog = stac_catalog(settings)
+    cataloged = {item["id"]: item for item in catalog.search(collections=["outage"], limit=None)}
+    assert len(cataloged) == len(keys) - len(failed), sorted(cataloged)
+    for key in keys:
+        if item := cataloged.get(item_id(key)):
+            _assert_item_tiers_stored(item, store, key)
+
+    rerun = _start("ingest", str(inputs), "--collection", "outage")
+    output = rerun.communicate(timeout=180)[0]
+    assert rerun.returncode == 0, output
+    assert output.strip().endswith(f"{len(keys)} ok, 0 failed"), output
+    items = catalog.search(collections=["outage"], limit=None)
+    assert sorted(i["id"] for i in items) == sorted(item_id(key) for key in keys)
+    for item in items:
+        key = next(k for k in keys if item_id(k) == item["id"])
+        assert set(item["assets"]) == REAL_RASTER_TIERS[key.split("/", 1)[1]]
+        _assert_item_tiers_stored(item, store, key)

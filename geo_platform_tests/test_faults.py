@@ -19,6 +19,7 @@ from rasterio.transform import from_origin
 
 from geo_platform.backends import blob_store, stac_catalog
 from geo_platform.cli import main
+from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.ingest import ingest
 from geo_platform.instance import get_instance
 from geo_platform.lib.hashing import sha256_file
@@ -406,3 +407,41 @@ def test_azurite_stopped_during_an_ingest_then_rerun(
         key = next(k for k in keys if item_id(k) == item["id"])
         assert set(item["assets"]) == REAL_RASTER_TIERS[key.split("/", 1)[1]]
         _assert_item_tiers_stored(item, store, key)
+
+
+def test_a_file_being_ingested_is_not_run_again_by_a_second_ingest(profile_settings, tmp_path):
+    """Two ingests of one file at once both processed it; the second now waits for the
+    first's run, and reports its outcome."""
+    source = _raster(tmp_path / "same.tif", 2000, seed=9)
+    first = _start("ingest", str(source), "--collection", "once")
+    deadline = time.monotonic() + 120
+    # Paused while it writes the tiers (no database transaction open), the first holds
+    # the file for as long as the second needs to find out.
+    while not any(profile_settings.scratch_path.glob("*/cog-*/*")):
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "the first ingest never started writing tiers"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = _start("ingest", str(source), "--collection", "once")
+        assert second.stdout is not None
+        seen = second.stdout.readline()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    outputs = [first.communicate(timeout=240)[0], seen + second.communicate(timeout=240)[0]]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+
+    instance = get_instance(profile_settings)
+    (run,) = instance.get_runs(filters=dg.RunsFilter(tags={COLLECTION_TAG: "once"}))
+    assert run.status is dg.DagsterRunStatus.SUCCESS
+    lines = outputs[1].strip().splitlines()
+    assert lines[0] == (
+        f"warning: bronze/once/same.tif: already being ingested by run {run.run_id}; waiting for it"
+    ), outputs[1]
+    assert lines[1].startswith("ok      once/same.tif  (analysis ") and lines[1].endswith(
+        f"; by run {run.run_id}, which was already running it)"
+    ), outputs[1]
+    assert lines[2:] == ["1 ok, 0 failed"], outputs[1]
+    assert outputs[0].strip().endswith("1 ok, 0 failed"), outputs[0]
+    (item,) = stac_catalog(profile_settings).search(collections=["once"], limit=None)
+    assert item["id"] == "same"

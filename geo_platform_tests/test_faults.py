@@ -409,25 +409,37 @@ def test_azurite_stopped_during_an_ingest_then_rerun(
         _assert_item_tiers_stored(item, store, key)
 
 
-def test_a_file_being_ingested_is_not_run_again_by_a_second_ingest(profile_settings, tmp_path):
-    """Two ingests of one file at once both processed it; the second now waits for the
-    first's run, and reports its outcome."""
-    source = _raster(tmp_path / "same.tif", 2000, seed=9)
-    first = _start("ingest", str(source), "--collection", "once")
+def _second_ingest_while_the_first_writes_tiers(
+    settings: PlatformSettings, source: Path, collection: str, then: signal.Signals
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str]:
+    """The first ingest of ``source`` paused while it writes the tiers (no database
+    transaction open), so that it holds the file for as long as a second ingest of it
+    needs to find out; once the second says so, the first gets ``then``. The second's
+    first line of output."""
+    first = _start("ingest", str(source), "--collection", collection)
     deadline = time.monotonic() + 120
-    # Paused while it writes the tiers (no database transaction open), the first holds
-    # the file for as long as the second needs to find out.
-    while not any(profile_settings.scratch_path.glob("*/cog-*/*")):
+    while not any(settings.scratch_path.glob("*/cog-*/*")):
         assert first.poll() is None, first.communicate()[0]
         assert time.monotonic() < deadline, "the first ingest never started writing tiers"
         time.sleep(0.02)
     os.kill(first.pid, signal.SIGSTOP)
     try:
-        second = _start("ingest", str(source), "--collection", "once")
+        second = _start("ingest", str(source), "--collection", collection)
         assert second.stdout is not None
         seen = second.stdout.readline()
     finally:
+        os.kill(first.pid, then)
         os.kill(first.pid, signal.SIGCONT)
+    return first, second, seen
+
+
+def test_a_file_being_ingested_is_not_run_again_by_a_second_ingest(profile_settings, tmp_path):
+    """Two ingests of one file at once both processed it; the second now waits for the
+    first's run, and reports its outcome."""
+    source = _raster(tmp_path / "same.tif", 1200, seed=9)
+    first, second, seen = _second_ingest_while_the_first_writes_tiers(
+        profile_settings, source, "once", signal.SIGCONT
+    )
     outputs = [first.communicate(timeout=240)[0], seen + second.communicate(timeout=240)[0]]
     assert [first.returncode, second.returncode] == [0, 0], outputs
 
@@ -444,4 +456,24 @@ def test_a_file_being_ingested_is_not_run_again_by_a_second_ingest(profile_setti
     assert lines[2:] == ["1 ok, 0 failed"], outputs[1]
     assert outputs[0].strip().endswith("1 ok, 0 failed"), outputs[0]
     (item,) = stac_catalog(profile_settings).search(collections=["once"], limit=None)
+    assert item["id"] == "same"
+
+
+def test_a_file_whose_first_ingest_dies_is_run_by_the_one_waiting_for_it(settings, tmp_path):
+    source = _raster(tmp_path / "same.tif", 1200, seed=10)
+    first, second, seen = _second_ingest_while_the_first_writes_tiers(
+        settings, source, "orphan", signal.SIGKILL
+    )
+    first.wait()
+    output = seen + second.communicate(timeout=240)[0]
+    assert second.returncode == 0, output
+    lines = output.strip().splitlines()
+    assert lines[0].startswith("warning: bronze/orphan/same.tif: already being ingested by run ")
+    # Its own run, with nothing borrowed from the dead one.
+    assert lines[1].startswith("ok      orphan/same.tif  (analysis "), output
+    assert "already running" not in lines[1] and lines[2:] == ["1 ok, 0 failed"], output
+    runs = get_instance(settings).get_runs()
+    # The dead one is marked failed by the run that took over.
+    assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
+    (item,) = stac_catalog(settings).search(collections=["orphan"], limit=None)
     assert item["id"] == "same"

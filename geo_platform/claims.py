@@ -64,6 +64,10 @@ class Claims(ABC):
                 taken[key] = holder
         return taken
 
+    def release_all(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.release(key)
+
     @abstractmethod
     def close(self) -> None:
         """Release every claim."""
@@ -131,6 +135,24 @@ class AdvisoryClaims(Claims):
         lock = _key_hash(key, _ADVISORY_BITS)
         if self._conn.execute("SELECT pg_try_advisory_lock(%s)", (lock,)).fetchone()[0]:
             return None
+        return self._holder(lock)
+
+    def claim(self, keys: Iterable[str]) -> dict[str, str]:
+        # One round trip for a batch: a run covers up to 100 keys.
+        locks = {_key_hash(key, _ADVISORY_BITS): key for key in keys}
+        rows = self._conn.execute(
+            "SELECT lock, pg_try_advisory_lock(lock) FROM unnest(%s::bigint[]) AS lock",
+            (list(locks),),
+        ).fetchall()
+        return {locks[lock]: self._holder(lock) for lock, claimed in rows if not claimed}
+
+    def release_all(self, keys: Iterable[str]) -> None:
+        locks = [_key_hash(key, _ADVISORY_BITS) for key in keys]
+        self._conn.execute(
+            "SELECT pg_advisory_unlock(lock) FROM unnest(%s::bigint[]) AS lock", (locks,)
+        )
+
+    def _holder(self, lock: int) -> str:
         row = self._conn.execute(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
             "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "

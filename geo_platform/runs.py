@@ -152,8 +152,7 @@ class RasterRunner:
                         for outcome in outcomes_of(result, part):
                             done(outcome)
                 finally:
-                    for key in mine:
-                        claims.release(key)
+                    claims.release_all(mine)
         return taken
 
     def _holder_runs(self, holder: str, key: str) -> list[dg.DagsterRun]:

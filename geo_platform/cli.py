@@ -238,9 +238,15 @@ def _print_outcome(outcome) -> None:
             for name, meta in sorted(outcome.metadata.items())
             if name.startswith("cog_") and "size_bytes" in meta
         ]
-        click.echo(f"ok      {outcome.blob_key}  ({', '.join(tiers) or 'no tiers'})")
+        by = f"; {_by_run(outcome)}" if getattr(outcome, "by_run", None) else ""
+        click.echo(f"ok      {outcome.blob_key}  ({', '.join(tiers) or 'no tiers'}{by})")
     else:
-        click.echo(f"failed  {outcome.blob_key}: {outcome.message}")
+        by = f" ({_by_run(outcome)})" if getattr(outcome, "by_run", None) else ""
+        click.echo(f"failed  {outcome.blob_key}: {outcome.message}{by}")
+
+
+def _by_run(outcome) -> str:
+    return f"by run {outcome.by_run}, which was already running it"
 
 
 @main.group("stac")

@@ -41,10 +41,14 @@ class IngestOutcome:
     ok: bool
     message: str
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Another command's run that was already running this file (it was not run twice).
+    by_run: str | None = None
 
     @classmethod
     def of(cls, source: Path, outcome: RasterOutcome) -> IngestOutcome:
-        return cls(source, outcome.blob_key, outcome.ok, outcome.message, outcome.metadata)
+        return cls(
+            source, outcome.blob_key, outcome.ok, outcome.message, outcome.metadata, outcome.by_run
+        )
 
 
 def collect_files(
@@ -141,7 +145,7 @@ def ingest(
         }
         from geo_platform.runs import RasterRunner
 
-        runner = RasterRunner(settings, verbose=verbose)
+        runner = RasterRunner(settings, verbose=verbose, notice=warn)
         etags: dict[str, str] = {}
         for key, upload in uploads.items():
             if error := _failed(upload):

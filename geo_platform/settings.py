@@ -110,6 +110,11 @@ class LimitSettings(BaseSettings):
 
     # 2 gigapixels: a header can claim 10^12 pixels in a few bytes.
     max_pixels: int = Field(default=2_000_000_000, gt=0)
+    # Width x height x bands x bytes per sample: a sparse or compressed file decodes to
+    # this much, and its tiers are written through an uncompressed copy of ~1.4 times it
+    # on scratch disk. 8 GiB lets through every 8-bit RGB(A) and single-band 32-bit
+    # raster within the pixel limit.
+    max_decoded_bytes: int = Field(default=8 * 1024**3, gt=0)
     max_file_bytes: int = Field(default=20 * 1024**3, gt=0)
     max_bands: int = Field(default=64, gt=0)
 

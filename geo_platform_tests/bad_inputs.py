@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 
 def truncated_geotiff(source: Path, target: Path) -> Path:
@@ -58,4 +59,28 @@ def huge_header(target: Path, width: int = 1_000_000, height: int = 1_000_000) -
         ifd += struct.pack("<HHI", tag, kind, count) + packed
     ifd += struct.pack("<I", 0)
     target.write_bytes(b"II*\x00" + struct.pack("<I", 16) + b"\x00" * 8 + ifd)
+    return target
+
+
+def sparse_float32(target: Path, size: int) -> Path:
+    """A ``size`` x ``size`` float32 GeoTIFF of a few kB: absent blocks read as nodata,
+    one block holds data."""
+    with rasterio.open(
+        target,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32633",
+        transform=from_origin(500000, 5500000, 1, 1),
+        nodata=0,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        sparse_ok=True,
+    ) as dst:
+        dst.write(np.full((1, 512, 512), 42.5, dtype="float32"), window=Window(0, 0, 512, 512))
     return target

@@ -3,7 +3,9 @@ killed midway. Each drives the real `geo-platform` command in its own processes.
 
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,14 +22,16 @@ from rasterio.transform import from_origin
 
 from geo_platform.backends import blob_store, stac_catalog
 from geo_platform.cli import main
+from geo_platform.defs.raster.sensors import COLLECTION_TAG
 from geo_platform.ingest import ingest
 from geo_platform.instance import get_instance
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.raster.tiers import Tier
-from geo_platform.settings import PlatformSettings
+from geo_platform.lib.stac.ids import item_id
+from geo_platform.settings import AZURITE_CONNECTION_STRING, PlatformSettings
 
-from .conftest import _scratch_database, conninfo
-from .tier_blobs import tier_blob
+from .conftest import REAL_RASTER_TIERS, _scratch_database, conninfo
+from .tier_blobs import tier_blob, tier_blobs
 
 pytestmark = pytest.mark.asset
 
@@ -366,3 +370,229 @@ def test_stac_load_survives_lost_connections_and_says_what_was_committed(
         assert again.returncode == 0, output
         assert output.startswith(f"{count} loaded, 0 skipped, 0 rejected"), output
         assert _stored(admin, "fault-down") == (count, count)
+
+
+def _azurite_binary() -> Path | None:
+    """`make services` installs Azurite into the checkout's .services; else on PATH."""
+    installed = Path(__file__).resolve().parents[1] / ".services/npm/node_modules/.bin"
+    for candidate in (installed / "azurite-blob", shutil.which("azurite-blob")):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateAzurite:
+    """An Azurite of the test's own, on a free port, that can be stopped and started again
+    on the same data folder: the shared one on port 10000 is never touched."""
+
+    def __init__(self, binary: Path, folder: Path) -> None:
+        self.binary, self.folder, self.port = binary, folder, _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return AZURITE_CONNECTION_STRING.replace("127.0.0.1:10000", f"127.0.0.1:{self.port}")
+
+    def start(self) -> None:
+        log = (self.folder.parent / "azurite.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                *(["node"] if self.binary.suffix == ".js" else []),
+                str(self.binary),
+                *("--blobHost", "127.0.0.1", "--blobPort", str(self.port)),
+                *("--location", str(self.folder)),
+                *("--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                assert self.process.poll() is None, "Azurite exited at start"
+                assert time.monotonic() < deadline, "Azurite did not answer within 30 s"
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM, as a service manager stops it: Azurite then saves its metadata, which
+        it otherwise writes every 5 s (a SIGKILL would lose blobs it had acknowledged)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def private_azurite(tmp_path):
+    binary = _azurite_binary()
+    if binary is None:
+        pytest.skip("Azurite is not installed (`make services` installs it in .services/npm)")
+    folder = tmp_path / "azurite"
+    folder.mkdir()
+    azurite = PrivateAzurite(binary, folder)
+    azurite.start()
+    try:
+        yield azurite
+    finally:
+        azurite.stop()
+
+
+def _assert_item_tiers_stored(item: dict, store, key: str) -> None:
+    """Every asset of the item is a stored blob with the item's size and checksum."""
+    assert item["assets"], item["id"]
+    for tier_name, asset in item["assets"].items():
+        versions = tier_blobs(store, key, tier_name)
+        pointed = [(c, b) for c, b in versions if store.href(c, b) == asset["href"]]
+        assert len(pointed) == 1, (key, tier_name, asset["href"], versions)
+        container, blob_key = pointed[0]
+        with store.local_file(container, blob_key) as path:
+            assert asset["file:checksum"] == "1220" + sha256_file(path), (key, tier_name)
+            assert asset["file:size"] == path.stat().st_size, (key, tier_name)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("profile_settings", ["production"], indirect=True)
+def test_azurite_stopped_during_an_ingest_then_rerun(
+    profile_settings, private_azurite, copy_real, monkeypatch
+):
+    """Blob storage lost while tiers are being written: each file that needed it fails
+    with one line, no item points at a missing or different blob, and a re-run once the
+    storage is back makes one consistent item per raster."""
+    monkeypatch.setenv("GEO_PLATFORM_AZURE_CONNECTION_STRING", private_azurite.connection_string)
+    settings = PlatformSettings()
+    names = ["image_2000px.tif", "image_rgb.tif", "image_float.tif"]
+    inputs = copy_real(*names)
+    keys = [f"outage/{name}" for name in names]
+
+    process = _start("ingest", str(inputs), "--collection", "outage")
+    deadline = time.monotonic() + 120
+    # Stopped once the first raster's tiers are being written: its bronze copy is down,
+    # the others wait for their turn.
+    while not any(settings.scratch_path.glob("*/cog-*/*")):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() < deadline, "the ingest never started writing tiers"
+        time.sleep(0.02)
+    private_azurite.stop()
+    output = process.communicate(timeout=180)[0]
+
+    assert process.returncode == 1, output
+    assert "Traceback" not in output, output
+    lines = output.strip().splitlines()
+    by_key = {line.split()[1].rstrip(":"): line for line in lines[:-1]}
+    assert sorted(by_key) == sorted(keys), output
+    failed = [key for key, line in by_key.items() if line.startswith("failed")]
+    assert failed, output
+    endpoint = f"http://127.0.0.1:{private_azurite.port}/devstoreaccount1"
+    for key in failed:
+        # The last of its attempts, made once Azurite was gone, names what it was doing.
+        assert by_key[key].startswith(
+            f"failed  {key}: bronze/{key}: Azure Blob Storage at {endpoint} is unreachable while "
+        ), by_key[key]
+        assert by_key[key].endswith(": Connection refused"), by_key[key]
+    assert lines[-1] == f"{len(keys) - len(failed)} ok, {len(failed)} failed"
+
+    # What the catalog holds now only points at blobs that exist, with their checksums.
+    private_azurite.start()
+    store = blob_store(settings)
+    catalog = stac_catalog(settings)
+    cataloged = {item["id"]: item for item in catalog.search(collections=["outage"], limit=None)}
+    assert len(cataloged) == len(keys) - len(failed), sorted(cataloged)
+    for key in keys:
+        if item := cataloged.get(item_id(key)):
+            _assert_item_tiers_stored(item, store, key)
+
+    rerun = _start("ingest", str(inputs), "--collection", "outage")
+    output = rerun.communicate(timeout=180)[0]
+    assert rerun.returncode == 0, output
+    assert output.strip().endswith(f"{len(keys)} ok, 0 failed"), output
+    items = catalog.search(collections=["outage"], limit=None)
+    assert sorted(i["id"] for i in items) == sorted(item_id(key) for key in keys)
+    for item in items:
+        key = next(k for k in keys if item_id(k) == item["id"])
+        assert set(item["assets"]) == REAL_RASTER_TIERS[key.split("/", 1)[1]]
+        _assert_item_tiers_stored(item, store, key)
+
+
+def _second_ingest_while_the_first_writes_tiers(
+    settings: PlatformSettings, source: Path, collection: str, then: signal.Signals
+) -> tuple[subprocess.Popen[str], subprocess.Popen[str], str]:
+    """The first ingest of ``source`` paused while it writes the tiers (no database
+    transaction open), so that it holds the file for as long as a second ingest of it
+    needs to find out; once the second says so, the first gets ``then``. The second's
+    first line of output."""
+    first = _start("ingest", str(source), "--collection", collection)
+    deadline = time.monotonic() + 120
+    while not any(settings.scratch_path.glob("*/cog-*/*")):
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "the first ingest never started writing tiers"
+        time.sleep(0.02)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = _start("ingest", str(source), "--collection", collection)
+        assert second.stdout is not None
+        seen = second.stdout.readline()
+    finally:
+        os.kill(first.pid, then)
+        os.kill(first.pid, signal.SIGCONT)
+    return first, second, seen
+
+
+def test_a_file_being_ingested_is_not_run_again_by_a_second_ingest(profile_settings, tmp_path):
+    """Two ingests of one file at once both processed it; the second now waits for the
+    first's run, and reports its outcome."""
+    source = _raster(tmp_path / "same.tif", 1200, seed=9)
+    first, second, seen = _second_ingest_while_the_first_writes_tiers(
+        profile_settings, source, "once", signal.SIGCONT
+    )
+    outputs = [first.communicate(timeout=240)[0], seen + second.communicate(timeout=240)[0]]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+
+    instance = get_instance(profile_settings)
+    (run,) = instance.get_runs(filters=dg.RunsFilter(tags={COLLECTION_TAG: "once"}))
+    assert run.status is dg.DagsterRunStatus.SUCCESS
+    lines = outputs[1].strip().splitlines()
+    assert lines[0] == (
+        f"warning: bronze/once/same.tif: already being ingested by run {run.run_id}; waiting for it"
+    ), outputs[1]
+    assert lines[1].startswith("ok      once/same.tif  (analysis ") and lines[1].endswith(
+        f"; by run {run.run_id}, which was already running it)"
+    ), outputs[1]
+    assert lines[2:] == ["1 ok, 0 failed"], outputs[1]
+    assert outputs[0].strip().endswith("1 ok, 0 failed"), outputs[0]
+    (item,) = stac_catalog(profile_settings).search(collections=["once"], limit=None)
+    assert item["id"] == "same"
+
+
+def test_a_file_whose_first_ingest_dies_is_run_by_the_one_waiting_for_it(settings, tmp_path):
+    source = _raster(tmp_path / "same.tif", 1200, seed=10)
+    first, second, seen = _second_ingest_while_the_first_writes_tiers(
+        settings, source, "orphan", signal.SIGKILL
+    )
+    first.wait()
+    output = seen + second.communicate(timeout=240)[0]
+    assert second.returncode == 0, output
+    lines = output.strip().splitlines()
+    assert lines[0].startswith("warning: bronze/orphan/same.tif: already being ingested by run ")
+    # Its own run, with nothing borrowed from the dead one.
+    assert lines[1].startswith("ok      orphan/same.tif  (analysis "), output
+    assert "already running" not in lines[1] and lines[2:] == ["1 ok, 0 failed"], output
+    runs = get_instance(settings).get_runs()
+    # The dead one is marked failed by the run that took over.
+    assert sorted(r.status.value for r in runs) == ["FAILURE", "SUCCESS"]
+    (item,) = stac_catalog(settings).search(collections=["orphan"], limit=None)
+    assert item["id"] == "same"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from geo_platform.errors import InvalidInputError
-from geo_platform.lib.raster.validate import validate_raster
+from geo_platform.lib.raster.validate import human_bytes, validate_raster
 from geo_platform.settings import LimitSettings
 
 from . import bad_inputs
@@ -58,3 +58,34 @@ def test_limits_come_from_settings(real_rasters, monkeypatch):
     monkeypatch.setenv("GEO_PLATFORM_LIMIT_MAX_PIXELS", "1000")
     with pytest.raises(InvalidInputError, match="over the limit of 1,000"):
         validate_raster(real_rasters / "image_rgb.tif", LimitSettings())
+
+
+def test_decoded_bytes_are_limited_as_well_as_pixels(tmp_path, monkeypatch):
+    """A sparse 30,000² float32 file is 40 kB on disk and 3.4 GiB decoded: under the pixel
+    limit, it is the bytes that its tiers decode into memory and scratch disk."""
+    path = bad_inputs.sparse_float32(tmp_path / "sparse.tif", 30_000)
+    assert path.stat().st_size < 100_000
+    info = validate_raster(path, LimitSettings())
+    assert (info.width, info.height, info.dtype) == (30_000, 30_000, "float32")
+
+    monkeypatch.setenv("GEO_PLATFORM_LIMIT_MAX_DECODED_BYTES", str(2 * 1024**3))
+    with pytest.raises(InvalidInputError) as raised:
+        validate_raster(path, LimitSettings(), name="bronze/big/sparse.tif")
+    assert str(raised.value) == (
+        "bronze/big/sparse.tif: decodes to 3.4 GiB (30,000 x 30,000 pixels x 1 band of "
+        "float32), over the limit of 2.0 GiB (GEO_PLATFORM_LIMIT_MAX_DECODED_BYTES)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (0, "0 B"),
+        (1023, "1,023 B"),
+        (1536, "1.5 KiB"),
+        (8 * 1024**3, "8.0 GiB"),
+        (5 * 1024**5, "5,120.0 TiB"),
+    ],
+)
+def test_sizes_in_messages_are_human(size, shown):
+    assert human_bytes(size) == shown

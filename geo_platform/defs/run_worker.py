@@ -32,6 +32,11 @@ def this_worker() -> str:
     worker (Dagster's multiprocess executor), that parent."""
     parent = multiprocessing.parent_process()
     pid = parent.pid if parent is not None and parent.pid is not None else os.getpid()
+    return worker_of_pid(pid)
+
+
+def worker_of_pid(pid: int) -> str:
+    """The worker tag of a process of this machine."""
     return f"{socket.gethostname()}:{pid}:{_process_start(pid)}"
 
 

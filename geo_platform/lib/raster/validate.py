@@ -74,6 +74,7 @@ def validate_raster(
         _check_dimensions(src, name, limits)
         _check_georeferencing(src, name)
         _check_dtype(src, name)
+        _check_decoded_size(src, name, limits)
         _probe_blocks(src, name)
         has_alpha = ColorInterp.alpha in src.colorinterp
         has_mask = any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
@@ -152,6 +153,31 @@ def _check_dimensions(src: rasterio.DatasetReader, name: str, limits: LimitSetti
         raise InvalidInputError(name, "raster has no bands")
     if src.count > limits.max_bands:
         raise InvalidInputError(name, f"{src.count} bands, over the limit of {limits.max_bands}")
+
+
+def _check_decoded_size(src: rasterio.DatasetReader, name: str, limits: LimitSettings) -> None:
+    """The pixel limit alone lets through 2·10⁹ pixels of 64 float64 bands: what the
+    tiers decode (into memory and onto scratch disk) is bytes."""
+    sample_bytes = {np.dtype(dtype).itemsize for dtype in src.dtypes}.pop()
+    decoded = src.width * src.height * src.count * sample_bytes
+    if decoded > limits.max_decoded_bytes:
+        bands = f"{src.count} band{'s' if src.count > 1 else ''}"
+        raise InvalidInputError(
+            name,
+            f"decodes to {human_bytes(decoded)} ({src.width:,} x {src.height:,} pixels x "
+            f"{bands} of {src.dtypes[0]}), over the limit of "
+            f"{human_bytes(limits.max_decoded_bytes)} (GEO_PLATFORM_LIMIT_MAX_DECODED_BYTES)",
+        )
+
+
+def human_bytes(size: int) -> str:
+    """``3.4 GiB``: binary units, as the limits are set."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size:,} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 def _check_georeferencing(src: rasterio.DatasetReader, name: str) -> None:

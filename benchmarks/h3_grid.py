@@ -105,6 +105,8 @@ def step_seconds(env: dict[str, str]) -> float:
     bookkeeping)."""
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in env.items() if k.startswith("GEO_PLATFORM_")})
+    # What the production dagster.yaml reads (the platform's commands set them themselves).
+    os.environ.update({f"GEO_PLATFORM_PG_{k.upper()}": v for k, v in PG.items()})
     suffix = "_production" if env["GEO_PLATFORM_PROFILE"] == "production" else ""
     home = Path(env["GEO_PLATFORM_DATA_DIR"]) / f"dagster_home{suffix}"
     try:

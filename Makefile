@@ -62,6 +62,7 @@ benchmark: install benchmark-deps services
 	$(BIN)/python benchmarks/ingest_small_files.py
 	$(BIN)/python benchmarks/stac_load.py
 	$(BIN)/python benchmarks/stac_search.py
+	$(BIN)/python benchmarks/h3_grid.py
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)

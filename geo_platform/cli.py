@@ -249,6 +249,29 @@ def _by_run(outcome) -> str:
     return f"by run {outcome.by_run}, which was already running it"
 
 
+@main.command("h3-grid")
+@click.argument("resolution", type=click.IntRange(0, 6))
+@click.option(
+    "--missing",
+    is_flag=True,
+    help="Only the partitions not materialized yet (after a run that failed part-way).",
+)
+@click.option("--verbose", is_flag=True, help="Show Dagster's own log, tracebacks included.")
+def h3_grid_command(resolution: int, missing: bool, verbose: bool) -> None:
+    """Materialize the global H3 grid of RESOLUTION (h3_grid's partitions of it: one, or
+    from resolution 5 on one per resolution-0 cell) in one Dagster run."""
+    from geo_platform.h3_runs import materialize_grid
+
+    outcome = materialize_grid(
+        get_platform_settings(), resolution, missing=missing, verbose=verbose
+    )
+    for key, reason in sorted(outcome.failed.items()):
+        click.echo(f"failed  {key}: {reason}")
+    skipped = f", {outcome.skipped} already there" if missing else ""
+    click.echo(f"{len(outcome.done)} ok, {len(outcome.failed)} failed{skipped}")
+    sys.exit(1 if outcome.failed else 0)
+
+
 @main.group("stac")
 def stac_group() -> None:
     """Query the STAC catalog."""

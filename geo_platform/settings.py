@@ -144,6 +144,10 @@ class H3Settings(BaseSettings):
 
     # Partitions of h3_grid: resolutions 0 to this; 5 and 6 fan out per resolution-0 cell.
     max_resolution: int = Field(default=4, ge=0, le=6)
+    # Processes making the cells of an h3_grid run (0: one per CPU), and the most cells
+    # one makes (and a partition's load holds) at a time.
+    workers: int = Field(default=0, ge=0)
+    batch_cells: int = Field(default=50_000, ge=1_000)
     # The polygons that count as land: a warehouse table as schema.table (by default the
     # Natural Earth countries ingested as naturalearth/countries.zip).
     land_table: str = "vector.naturalearth__countries_zip__naturalearth_lowres"

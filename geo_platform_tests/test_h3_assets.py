@@ -253,3 +253,62 @@ def test_vector_summary_matches_shapely(profile_settings, tmp_path, monkeypatch)
     assert sum(r["length_km"] for r in got.values()) == pytest.approx(
         wgs84.geometry_length(features[1]) / 1e3, rel=1e-4
     )
+
+
+def test_a_ranged_run_of_fanned_out_partitions_records_each_and_reruns_only_the_failed(
+    profile_settings, monkeypatch
+):
+    """Three resolution-5 partitions in one run; making one's cells fails half-way: the
+    two others are materialized (table rows, items, checks), the failed one is not and
+    none of its rows are in the table. A second run of that one partition completes it."""
+    import geo_platform.lib.h3.load as load_module
+
+    grid = build_h3_grid(5)
+    keys = [f"5/{base}" for base in sorted(h3.get_res0_cells())[:3]]
+    real_batch = load_module.counted_batch
+    made: list[str] = []
+
+    def counted_batch(group, resolution):
+        made.append(h3.cell_to_parent(group[0], 0))
+        if made[-1] == keys[1][2:] and made.count(made[-1]) == 2:  # after one written
+            raise MemoryError("a worker ran out of memory")
+        return real_batch(group, resolution)
+
+    monkeypatch.setattr(load_module, "counted_batch", counted_batch)
+    monkeypatch.setenv("GEO_PLATFORM_H3_BATCH_CELLS", "5000")  # 4 batches a partition
+    tags = {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(
+        [grid], resources=dagster_resources(), instance=instance, raise_on_error=False, tags=tags
+    )
+    assert not result.success
+    assert made.count(keys[0][2:]) == 4
+    error = str(result.failure_data_for_node("h3_grid").error)
+    assert "1 of 3 h3_grid partitions failed" in error and "out of memory" in error
+    done = sorted(e.partition for e in result.get_asset_materialization_events())
+    assert done == [keys[0], keys[2]]
+    checks = result.get_asset_check_evaluations()
+    assert {(c.partition, c.check_name) for c in checks if c.passed} == {
+        (k, n) for k in done for n in ("cell_count", "pentagons", "area_sum", "geometries_valid")
+    }
+    sizes = {k: int(h3.cell_to_children_size(k.split("/")[1], 5)) for k in keys}
+    rows = _grid_rows(profile_settings)
+    assert rows.num_rows == sizes[keys[0]] + sizes[keys[2]]
+
+    monkeypatch.setattr(load_module, "counted_batch", real_batch)
+    rerun = dg.materialize(
+        [grid],
+        partition_key=keys[1],
+        resources=dagster_resources(),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert rerun.success
+    rows = _grid_rows(profile_settings)
+    assert rows.num_rows == sum(sizes.values()) == len(set(rows["h3_index"].to_pylist()))
+    assert set(instance.get_materialized_partitions(dg.AssetKey("h3_grid"))) == set(keys)
+    items = stac_catalog(profile_settings).search(collections=[H3_COLLECTION], limit=None)
+    assert sorted(i["id"] for i in items) == sorted(f"h3-grid-res5-{k[2:]}" for k in keys)

@@ -12,12 +12,16 @@ from geo_platform.lib.h3.grid import (
     EARTH_AREA_KM2,
     EARTH_RADIUS_KM,
     GRID_SPEC,
+    base_cells,
     cell_polygons,
     crosses_antimeridian,
     expected_cells,
     grid_batches,
     grid_cells,
+    grid_groups,
+    group_batch,
 )
+from geo_platform.lib.h3.load import GridProducer
 
 pytestmark = pytest.mark.unit
 
@@ -83,3 +87,35 @@ def test_pole_cells_reach_the_pole():
     (polygon,) = cell_polygons([north])
     assert polygon.is_valid and polygon.bounds[3] == 90
     assert polygon.covers(shapely.Point(10, 89.99))
+
+
+def test_areas_from_the_boundaries_equal_h3s():
+    (batch,) = list(grid_batches(2, batch_cells=10_000))
+    got = batch.column("area_km2").to_numpy()
+    expected = np.array([h3.cell_area(c, "km^2") for c in batch.column("h3_index").to_pylist()])
+    assert np.max(np.abs(got / expected - 1)) < 1e-9
+
+
+def test_groups_split_a_base_cell_into_bounded_batches_in_cell_order():
+    pentagon = "8009fffffffffff"  # base cell 4: 6 children, not 7
+    groups = list(grid_groups(3, ["8001fffffffffff", pentagon], batch_cells=100))
+    sizes = [sum(h3.cell_to_children_size(a, 3) for a in g) for g in groups]
+    assert max(sizes) <= 100 and sum(sizes) == 343 + 286
+    cells = [c for g in groups for c in group_batch(g, 3).column("h3_index").to_pylist()]
+    assert cells == grid_cells(3, ["8001fffffffffff", pentagon])
+
+
+def test_worker_processes_make_the_same_batches_and_a_dropped_job_is_skipped():
+    jobs = [(2, list(grid_groups(2, [base], batch_cells=20))) for base in base_cells()[:3]]
+    with GridProducer(jobs, workers=1) as inline:
+        expected = [[b for b, _ in inline.batches(i)] for i in range(3)]
+    with GridProducer(jobs, workers=2) as pool:
+        first = next(pool.batches(0))  # job 0 left half-way, as a failed partition is
+        rest = [[b for b, _ in pool.batches(i)] for i in (1, 2)]
+    assert first[0].equals(expected[0][0]) and first[1].rows == first[0].num_rows
+    assert all(
+        got.equals(want)
+        for got_job, want_job in zip(rest, expected[1:], strict=True)
+        for got, want in zip(got_job, want_job, strict=True)
+    )
+    assert [len(j) for j in rest] == [len(j) for j in expected[1:]] and len(expected[0]) > 1

@@ -6,12 +6,13 @@ as Arrow record batches; each warehouse maps the Arrow types onto its own SQL ty
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,12 @@ class TableSpec:
     columns: tuple[tuple[str, pa.DataType], ...]
     primary_key: tuple[str, ...] = ()
     geometry: GeometryColumn | None = None
-    # Extra plain (B-tree) indexes, by column.
-    indexes: tuple[str, ...] = field(default=())
+    # Extra plain (B-tree) indexes: a column, or a tuple of columns for a composite one.
+    indexes: tuple[str | tuple[str, ...], ...] = field(default=())
+    # Whether DuckDB keeps the key and indexes too. A big table written partition by
+    # partition in key order does better without: DuckDB's min/max zonemaps find a key or
+    # a partition by skipping row groups, where index upkeep costs more than the load.
+    duckdb_indexes: bool = True
 
     @property
     def column_names(self) -> list[str]:
@@ -48,11 +53,36 @@ class TableSpec:
         return pa.schema(fields)
 
 
-def partition_tag(spec: TableSpec, partition: Mapping[str, str | int]) -> str:
-    """A short name for one partition of a table: its staging table is named after it, so
-    that two partitions can be staged at once."""
-    text = json.dumps([spec.schema, spec.name, sorted(partition.items())], default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def index_columns(index: str | tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of an entry of ``TableSpec.indexes``."""
+    return (index,) if isinstance(index, str) else index
+
+
+def index_name(index: str | tuple[str, ...]) -> str:
+    """The part of an index's name that stands for its columns."""
+    return ",".join(index_columns(index))
+
+
+def rows_outside(batch: pa.RecordBatch, partition: Mapping[str, str | int]) -> int:
+    """How many rows of ``batch`` do not hold ``partition``'s values (nulls count)."""
+    inside = pa.array(np.ones(batch.num_rows, dtype=bool))
+    for column, value in partition.items():
+        inside = pc.and_kleene(inside, pc.equal(batch.column(column), value))
+    return batch.num_rows - int(pc.sum(pc.fill_null(inside, False)).as_py() or 0)
+
+
+def inside_partition(
+    spec: TableSpec, partition: Mapping[str, str | int], batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """``batches``, refused (``ValueError``) at the first row outside ``partition``."""
+    for batch in batches:
+        outside = rows_outside(batch, partition)
+        if outside:
+            raise ValueError(
+                f"{outside:,} rows for {spec.schema}.{spec.name} are outside the partition "
+                f"{dict(partition)}"
+            )
+        yield batch
 
 
 def check_columns(spec: TableSpec, found: list[str]) -> None:

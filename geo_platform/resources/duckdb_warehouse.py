@@ -19,7 +19,13 @@ import pyarrow as pa
 
 from geo_platform.errors import TransientError
 from geo_platform.lib.duckdb_spatial import compose, load_spatial, quote_identifier, quote_literal
-from geo_platform.lib.tables import TableSpec, check_columns, partition_tag
+from geo_platform.lib.tables import (
+    TableSpec,
+    check_columns,
+    index_columns,
+    index_name,
+    inside_partition,
+)
 from geo_platform.lib.vector.names import short_hash
 from geo_platform.lib.vector.tiles import (
     HALF_WORLD,
@@ -28,13 +34,15 @@ from geo_platform.lib.vector.tiles import (
     simplify_tolerance,
     tile_size,
 )
-from geo_platform.resources.warehouse import GeometryCheck, Warehouse
+from geo_platform.resources.warehouse import GeometryCheck, PartitionWriter, Warehouse
 from geo_platform.sql import read_sql
 
 _DDL = ("001_warehouse.sql",)
 _SCHEMA_READY: set[str] = set()
 SRID_COMMENT = "srid="
 READ_BATCH_ROWS = 65_536
+WRITER_MEMORY_MB = 1024
+_CREATE_RTREE = "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{target} USING RTREE ({geom})"
 _MVT_TYPES = {"VARCHAR", "FLOAT", "DOUBLE", "INTEGER", "BIGINT", "BOOLEAN"}
 
 
@@ -130,7 +138,7 @@ class DuckDBWarehouse(Warehouse):
             in_transaction = False
             try:
                 rows = self._insert(con, spec, stage, batches)
-                if spec.primary_key:
+                if spec.primary_key and spec.duckdb_indexes:
                     # Built once over the loaded rows: 0.5 s for a million, where keeping
                     # it during the inserts costs 4 s.
                     con.execute(
@@ -155,63 +163,25 @@ class DuckDBWarehouse(Warehouse):
                 raise
         return rows
 
-    def replace_partition(
-        self,
-        spec: TableSpec,
-        partition: Mapping[str, str | int],
-        batches: Iterable[pa.RecordBatch],
-    ) -> int:
-        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in partition)
-        values = list(partition.values())
-        stage = f"_stage_{partition_tag(spec, partition)}"
-        names = {"schema": spec.schema, "stage": stage, "target": spec.name}
+    @contextmanager
+    def partition_writer(self, spec: TableSpec) -> Iterator[PartitionWriter]:
         with self._connection(spatial=spec.geometry is not None) as con:
-            con.execute(compose("CREATE SCHEMA IF NOT EXISTS {schema}", **names))
+            # DuckDB's buffer pool may take 80% of the machine by default, and keeps the
+            # blocks a long run of partitions writes: bounded, that run stays bounded.
+            con.execute(f"SET memory_limit = '{WRITER_MEMORY_MB}MB'")
+            con.execute("SET enable_progress_bar = false")
+            con.execute(compose("CREATE SCHEMA IF NOT EXISTS {schema}", schema=spec.schema))
             self._ensure_table(con, spec)
-            con.execute(compose("DROP TABLE IF EXISTS {schema}.{stage}", **names))
-            con.execute(self._create(spec, stage))
-            in_transaction = False
+            if spec.geometry is not None:
+                # DuckDB applies a transaction's deletes to a stored R-tree at commit,
+                # slowly (18 s for 5,882 of 295,000 cells): it is dropped for the writer's
+                # partitions and built once after them (0.9 s for those 295,000).
+                con.execute(_rtree(spec, "DROP INDEX IF EXISTS {schema}.{index}"))
             try:
-                rows = self._insert(con, spec, stage, batches)
-                outside = con.execute(
-                    compose("SELECT count(*) FROM {schema}.{stage} WHERE NOT (", **names)
-                    + where
-                    + ")",
-                    values,
-                ).fetchone()
-                if outside and outside[0]:
-                    raise ValueError(
-                        f"{outside[0]:,} rows for {spec.schema}.{spec.name} are outside "
-                        f"the partition {dict(partition)}"
-                    )
-                if spec.geometry is not None:
-                    # DuckDB applies a transaction's deletes to a stored R-tree at commit,
-                    # slowly (18 s for 5,882 of 295,000 cells): it is dropped on its own
-                    # first and rebuilt inside the swap (0.9 s for those 295,000).
-                    con.execute(_rtree(spec, "DROP INDEX IF EXISTS {schema}.{index}"))
-                con.execute("BEGIN")
-                in_transaction = True
-                con.execute(
-                    compose("DELETE FROM {schema}.{target} WHERE ", **names) + where, values
-                )
-                con.execute(
-                    compose("INSERT INTO {schema}.{target} SELECT * FROM {schema}.{stage}", **names)
-                )
-                con.execute(compose("DROP TABLE {schema}.{stage}", **names))
-                if spec.geometry is not None:
-                    con.execute(
-                        _rtree(
-                            spec, "CREATE INDEX {index} ON {schema}.{target} USING RTREE ({geom})"
-                        )
-                    )
-                con.execute("COMMIT")
-                in_transaction = False
-            except BaseException:
-                if in_transaction:
-                    con.execute("ROLLBACK")
-                con.execute(compose("DROP TABLE IF EXISTS {schema}.{stage}", **names))
-                raise
-        return rows
+                yield _DuckDBPartitionWriter(con, spec, self)
+            finally:
+                if spec.geometry is not None and spec.duckdb_indexes:
+                    con.execute(_rtree(spec, _CREATE_RTREE))
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection, spec: TableSpec) -> None:
         """The partitioned table, created with its key and indexes on first use; a table of
@@ -227,7 +197,7 @@ class DuckDBWarehouse(Warehouse):
             return
         con.execute("BEGIN")
         con.execute(self._create(spec, spec.name))
-        if spec.primary_key:
+        if spec.primary_key and spec.duckdb_indexes:
             con.execute(
                 compose(
                     "ALTER TABLE {schema}.{target} ADD PRIMARY KEY (",
@@ -300,18 +270,20 @@ class DuckDBWarehouse(Warehouse):
                 )
                 + quote_literal(f"{SRID_COMMENT}{spec.geometry.srid}")
             )
-            con.execute(
-                _rtree(spec, "CREATE INDEX {index} ON {schema}.{target} USING RTREE ({geom})")
-            )
-        for column in spec.indexes:
+        if not spec.duckdb_indexes:
+            return
+        if spec.geometry is not None:
+            con.execute(_rtree(spec, _CREATE_RTREE))
+        for index in spec.indexes:
             con.execute(
                 compose(
-                    "CREATE INDEX {index} ON {schema}.{target} ({column})",
-                    index=f"{tag}_{short_hash(column, 8)}",
+                    "CREATE INDEX {index} ON {schema}.{target} (",
+                    index=f"{tag}_{short_hash(index_name(index), 8)}",
                     schema=spec.schema,
                     target=spec.name,
-                    column=column,
                 )
+                + ", ".join(map(quote_identifier, index_columns(index)))
+                + ")"
             )
 
     def drop_table(self, schema: str, name: str) -> None:
@@ -473,3 +445,31 @@ class DuckDBWarehouse(Warehouse):
             {"table": t, "blob_key": k, "source_sha256": h, "record": orjson.loads(r)}
             for t, k, h, r in rows
         ]
+
+
+class _DuckDBPartitionWriter(PartitionWriter):
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, spec: TableSpec, warehouse: DuckDBWarehouse
+    ) -> None:
+        self.con, self.spec, self.warehouse = con, spec, warehouse
+
+    def replace(self, partition: Mapping[str, str | int], batches: Iterable[pa.RecordBatch]) -> int:
+        spec, con = self.spec, self.con
+        where = " AND ".join(f"{quote_identifier(c)} = ?" for c in partition)
+        con.execute("BEGIN")
+        try:
+            con.execute(
+                compose(
+                    "DELETE FROM {schema}.{target} WHERE ", schema=spec.schema, target=spec.name
+                )
+                + where,
+                list(partition.values()),
+            )
+            rows = self.warehouse._insert(
+                con, spec, spec.name, inside_partition(spec, partition, batches)
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return rows

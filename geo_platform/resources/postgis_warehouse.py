@@ -16,7 +16,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
-from geo_platform.lib.tables import TableSpec, check_columns, partition_tag
+from geo_platform.lib.tables import (
+    TableSpec,
+    check_columns,
+    index_columns,
+    index_name,
+    inside_partition,
+)
 from geo_platform.lib.vector.names import short_hash
 from geo_platform.lib.vector.tiles import (
     HALF_WORLD,
@@ -25,7 +31,7 @@ from geo_platform.lib.vector.tiles import (
     simplify_tolerance,
     tile_size,
 )
-from geo_platform.resources.warehouse import GeometryCheck, Warehouse
+from geo_platform.resources.warehouse import GeometryCheck, PartitionWriter, Warehouse
 from geo_platform.sql import read_sql
 
 _DDL = ("001_warehouse.sql",)
@@ -121,72 +127,50 @@ class PostgisWarehouse(Warehouse):
                 raise
         return rows
 
-    def replace_partition(
-        self,
-        spec: TableSpec,
-        partition: Mapping[str, str | int],
-        batches: Iterable[pa.RecordBatch],
-    ) -> int:
-        schema, target = sql.Identifier(spec.schema), sql.Identifier(spec.name)
-        stage = sql.Identifier(f"_stage_{partition_tag(spec, partition)}")
-        where = sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in partition
-        )
-        values = list(partition.values())
+    @contextmanager
+    def partition_writer(self, spec: TableSpec) -> Iterator[PartitionWriter]:
         with self._connection() as conn:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
+            conn.execute(
+                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(spec.schema))
+            )
             # Loads of one table one at a time (held until this connection closes): the
             # first creates the table, and partitions never interleave their swaps.
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [f"{spec.schema}.{spec.name}"])
             self._ensure_table(conn, spec)
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(schema, stage))
-            conn.execute(self._create(spec, schema, stage))
             conn.commit()
-            try:
-                rows = self._copy(conn, spec, schema, stage, batches)
-                outside = conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}.{} WHERE NOT ({})").format(
-                        schema, stage, where
-                    ),
-                    values,
-                ).fetchone()
-                if outside and outside[0]:
-                    raise ValueError(
-                        f"{outside[0]:,} rows for {spec.schema}.{spec.name} are outside "
-                        f"the partition {dict(partition)}"
-                    )
+            writer = _PostgisPartitionWriter(conn, spec, self)
+            yield writer
+            if writer.replaced:
                 conn.execute(
-                    sql.SQL("DELETE FROM {}.{} WHERE {}").format(schema, target, where), values
-                )
-                conn.execute(
-                    sql.SQL("INSERT INTO {}.{} SELECT * FROM {}.{}").format(
-                        schema, target, schema, stage
+                    sql.SQL("ANALYZE {}.{}").format(
+                        sql.Identifier(spec.schema), sql.Identifier(spec.name)
                     )
                 )
-                conn.execute(sql.SQL("DROP TABLE {}.{}").format(schema, stage))
                 conn.commit()
-            except BaseException:
-                conn.rollback()
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(schema, stage))
-                conn.commit()
-                raise
-            conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, target))
-            conn.commit()
-        return rows
 
     def _ensure_table(self, conn: psycopg.Connection, spec: TableSpec) -> None:
-        """The partitioned table, created with its key and indexes on first use; a table of
-        other columns is refused rather than mixed with these rows."""
+        """The partitioned table, created with its key and indexes on first use (an index
+        added to ``spec`` since is built on the table as it is); a table of other columns
+        is refused rather than mixed with these rows."""
         found = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
             "AND table_name = %s ORDER BY ordinal_position",
             [spec.schema, spec.name],
         ).fetchall()
-        if found:
-            check_columns(spec, [r[0] for r in found])
-            return
         schema, target = sql.Identifier(spec.schema), sql.Identifier(spec.name)
         tag = short_hash(f"{spec.schema}.{spec.name}", 12)
+        if found:
+            check_columns(spec, [r[0] for r in found])
+            for index in spec.indexes:
+                conn.execute(
+                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
+                        sql.Identifier(f"{tag}_{short_hash(index_name(index), 8)}"),
+                        schema,
+                        target,
+                        sql.SQL(", ").join(map(sql.Identifier, index_columns(index))),
+                    )
+                )
+            return
         conn.execute(self._create(spec, schema, target))
         self._index(conn, spec, schema, target, tag)
         self._swap_index_names(conn, spec, schema, tag)
@@ -282,13 +266,13 @@ class PostgisWarehouse(Warehouse):
                     sql.Identifier(spec.geometry.name),
                 )
             )
-        for column in spec.indexes:
+        for index in spec.indexes:
             conn.execute(
                 sql.SQL("CREATE INDEX {} ON {}.{} ({})").format(
-                    sql.Identifier(f"{tag}_{short_hash(column, 8)}_new"),
+                    sql.Identifier(f"{tag}_{short_hash(index_name(index), 8)}_new"),
                     schema,
                     stage,
-                    sql.Identifier(column),
+                    sql.SQL(", ").join(map(sql.Identifier, index_columns(index))),
                 )
             )
         conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, stage))
@@ -321,7 +305,7 @@ class PostgisWarehouse(Warehouse):
             renames.append("pkey")
         if spec.geometry is not None:
             renames.append("geom")
-        renames += [short_hash(column, 8) for column in spec.indexes]
+        renames += [short_hash(index_name(index), 8) for index in spec.indexes]
         for part in renames:
             conn.execute(
                 sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
@@ -456,6 +440,35 @@ class PostgisWarehouse(Warehouse):
                     query + " WHERE blob_key = %s ORDER BY table_name", [blob_key]
                 ).fetchall()
         return [{"table": t, "blob_key": k, "source_sha256": h, "record": r} for t, k, h, r in rows]
+
+
+class _PostgisPartitionWriter(PartitionWriter):
+    def __init__(self, conn: psycopg.Connection, spec: TableSpec, warehouse: PostgisWarehouse):
+        self.conn, self.spec, self.warehouse = conn, spec, warehouse
+        self.replaced = False
+
+    def replace(self, partition: Mapping[str, str | int], batches: Iterable[pa.RecordBatch]) -> int:
+        """Delete and COPY straight into the table in one transaction: no staging copy to
+        write twice, and the indexes are kept up by the server while the rows stream in."""
+        spec, conn = self.spec, self.conn
+        schema, target = sql.Identifier(spec.schema), sql.Identifier(spec.name)
+        where = sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder()) for c in partition
+        )
+        try:
+            conn.execute(
+                sql.SQL("DELETE FROM {}.{} WHERE {}").format(schema, target, where),
+                list(partition.values()),
+            )
+            rows = self.warehouse._copy(
+                conn, spec, schema, target, inside_partition(spec, partition, batches)
+            )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        self.replaced = True
+        return rows
 
 
 def csv_rows(spec: TableSpec, batch: pa.RecordBatch) -> bytes:

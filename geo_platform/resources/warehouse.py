@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,12 @@ class GeometryCheck:
     srids: tuple[int, ...]  # distinct SRIDs of the stored geometries
 
 
+class PartitionWriter(ABC):
+    @abstractmethod
+    def replace(self, partition: Mapping[str, str | int], batches: Iterable[pa.RecordBatch]) -> int:
+        """``Warehouse.replace_partition`` on the writer's connection and table."""
+
+
 @dataclass(kw_only=True, frozen=True)
 class Warehouse(ABC):
     @property
@@ -44,7 +51,6 @@ class Warehouse(ABC):
         Returns the rows loaded. On any error the previous table is left as it was.
         """
 
-    @abstractmethod
     def replace_partition(
         self,
         spec: TableSpec,
@@ -54,11 +60,19 @@ class Warehouse(ABC):
         """Replace the rows of ``spec``'s table whose ``partition`` columns hold its values
         (``{"resolution": 4}``) by ``batches``, leaving every other row alone.
 
-        The table (with its keys and indexes) is created if missing. Rows are staged first
-        and then swapped in (delete, insert) in one transaction: readers see the old
+        The table (with its keys and indexes) is created if missing. The partition's rows
+        are deleted and the batches inserted in one transaction: readers see the old
         partition or the new one, never a mix. A batch row outside the partition is an
         error (``ValueError``) and leaves the table as it was. Returns the rows loaded.
         """
+        with self.partition_writer(spec) as writer:
+            return writer.replace(partition, batches)
+
+    @abstractmethod
+    def partition_writer(self, spec: TableSpec) -> AbstractContextManager[PartitionWriter]:
+        """One connection for replacing many partitions of ``spec``'s table in turn (what
+        the connection, table checks and index upkeep cost is paid once, not per
+        partition); each ``replace`` is its own transaction, as ``replace_partition``."""
 
     @abstractmethod
     def read_table(

@@ -6,19 +6,23 @@ definitions load (``defs/h3/definitions.py``), never at import.
 """
 
 import datetime as dt
+import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import h3
+import pyarrow as pa
 import rasterio
 
 from geo_platform.lib.h3.grid import (
     EARTH_AREA_KM2,
     GRID_SPEC,
     grid_batches,
+    grid_groups,
     grid_partition_keys,
     parse_grid_partition,
     partition_cells,
@@ -32,7 +36,7 @@ from geo_platform.lib.h3.land import (
     land_polygons,
     parse_table_name,
 )
-from geo_platform.lib.h3.load import GridStats, load_cells
+from geo_platform.lib.h3.load import GridProducer, GridStats, load_cells
 from geo_platform.lib.h3.summary import (
     RASTER_SUMMARY_SPEC,
     VECTOR_SUMMARY_SPEC,
@@ -48,7 +52,7 @@ from geo_platform.lib.vector.load import VECTOR_SCHEMA
 from geo_platform.lib.vector.names import GEOMETRY_COLUMN
 from geo_platform.resources.blob_store import BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.resources.warehouse import Warehouse
+from geo_platform.resources.warehouse import PartitionWriter, Warehouse
 from geo_platform.settings import get_h3_settings, get_platform_settings
 
 GOLD = "gold"
@@ -76,120 +80,216 @@ def upload_export(blob_store: BlobStore, path: Path, key: str) -> dict:
     return {"href": blob_store.href(GOLD, key), "size": info.size, "sha256": digest}
 
 
+H3_GRID = dg.AssetKey("h3_grid")
+# Partitions whose materializations and items are written together: events and catalog
+# writes in bulk, and a process killed mid-run loses at most this many partitions' records.
+RECORD_EVERY = 8
+# Below this many cells a run makes its grid in-process: a worker pool costs ~1 s to start.
+POOL_CELLS = 200_000
+
+
+@dataclass
+class _Done:
+    key: str
+    resolution: int
+    base: str | None
+    rows: int
+    stats: GridStats
+    export: dict
+    item: dict
+
+
 def build_h3_grid(max_resolution: int) -> dg.AssetsDefinition:
     """``h3_grid`` with partitions for resolutions 0 to ``max_resolution``."""
     partitions = dg.StaticPartitionsDefinition(grid_partition_keys(max_resolution))
 
-    @dg.asset(
+    @dg.multi_asset(
         name="h3_grid",
-        partitions_def=partitions,
-        group_name="h3",
-        kinds={"postgis", "duckdb", "geoparquet", "stac"},
+        specs=[
+            dg.AssetSpec(
+                H3_GRID,
+                partitions_def=partitions,
+                group_name="h3",
+                kinds={"postgis", "duckdb", "geoparquet", "stac"},
+                description=GRID_DESCRIPTION,
+                skippable=True,
+            )
+        ],
         check_specs=[
-            dg.AssetCheckSpec(name, asset="h3_grid", description=text)
+            dg.AssetCheckSpec(name, asset=H3_GRID, description=text)
             for name, text in _GRID_CHECKS.items()
         ],
-        retry_policy=_RETRY,
+        # Many partitions a run (a run costs a second or more of bookkeeping; resolution 6
+        # is 122 partitions), each recorded on its own as it is done.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Outputs optional: each partition is recorded by its own events.
+        can_subset=True,
     )
     def h3_grid(
         context: dg.AssetExecutionContext,
         blob_store: BlobStore,
         warehouse: dg.ResourceParam[Warehouse],
         stac_catalog: dg.ResourceParam[StacCatalog],
-    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-        """The complete global H3 grid of one resolution (from resolution 5 on, of one
-        resolution-0 cell) in the warehouse table ``h3.grid``: h3_index, resolution,
-        parent, base_cell, is_pentagon, area_km2 and the boundary in EPSG:4326. Replacing
-        a partition swaps its rows in one transaction; a GeoParquet copy goes to gold and
-        a STAC item to ``system-h3-grids``."""
-        resolution, base = parse_grid_partition(context.partition_key)
-        table_partition: dict[str, str | int] = {"resolution": resolution}
-        if base is not None:
-            table_partition["base_cell"] = int(h3.get_base_cell_number(base))
-        parents = [base] if base is not None else None
-        scratch = get_platform_settings().scratch_path
-        scratch.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="h3-", dir=scratch) as tmp:
-            rows, stats = load_cells(
-                GRID_SPEC,
-                grid_batches(resolution, parents),
-                lambda batches: warehouse.replace_partition(GRID_SPEC, table_partition, batches),
-                Path(tmp) / "grid.parquet",
-            )
-            export = upload_export(
-                blob_store, Path(tmp) / "grid.parquet", grid_export_key(resolution, base)
-            )
-        item = build_grid_item(
-            resolution=resolution,
-            base_cell=base,
-            rows=rows,
-            table_location=f"{warehouse.location}#{GRID_SPEC.schema}.{GRID_SPEC.name}",
-            export=export,
-            created=dt.datetime.now(dt.UTC),
-        )
+    ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+        """Makes the run's grid partitions in worker processes and replaces each in the
+        warehouse, gold and the catalog; a partition that fails does not stop the others."""
+        keys = context.partition_keys
+        parsed = [parse_grid_partition(key) for key in keys]
+        settings = get_h3_settings()
+        jobs = [
+            (r, list(grid_groups(r, [base] if base else None, settings.batch_cells)))
+            for r, base in parsed
+        ]
+        cells = sum(partition_cells(r, base) for r, base in parsed)
+        workers = settings.workers or os.cpu_count() or 1
+        workers = workers if cells >= POOL_CELLS else 1
         if stac_catalog.get_collection(H3_COLLECTION) is None:
             stac_catalog.upsert_collection(h3_collection())
-        stac_catalog.upsert_items([item])
-        problems = validate_item(item)
-        context.log.info(f"h3.grid resolution {resolution}: {rows:,} cells")
-        yield dg.MaterializeResult(
-            metadata={
-                "table": f"{GRID_SPEC.schema}.{GRID_SPEC.name}",
-                "warehouse": warehouse.location,
-                "resolution": resolution,
-                "base_cell": base or "all",
-                "cells": dg.MetadataValue.int(rows),
-                "pentagons": dg.MetadataValue.int(stats.pentagons),
-                "area_km2": dg.MetadataValue.float(stats.area_km2),
-                "antimeridian_cells": dg.MetadataValue.int(stats.split),
-                "export": export["href"],
-                "stac_item": f"{H3_COLLECTION}/{item['id']}",
-                "item_problems": "; ".join(problems) or "none",
-            }
-        )
-        yield from _grid_checks(resolution, base, stats)
+        failed: dict[str, str] = {}
+        done: list[_Done] = []
+        scratch = get_platform_settings().scratch_path
+        scratch.mkdir(parents=True, exist_ok=True)
+        with (
+            GridProducer(jobs, workers) as producer,
+            warehouse.partition_writer(GRID_SPEC) as writer,
+            tempfile.TemporaryDirectory(prefix="h3-", dir=scratch) as tmp,
+        ):
+            for index, (key, (resolution, base)) in enumerate(zip(keys, parsed, strict=True)):
+                try:
+                    done.append(
+                        _grid_partition(
+                            key,
+                            resolution,
+                            base,
+                            producer.batches(index),
+                            writer,
+                            blob_store,
+                            warehouse.location,
+                            Path(tmp),
+                        )
+                    )
+                except Exception as e:  # noqa: BLE001 - one partition failing stops no other
+                    failed[key] = f"{key}: {type(e).__name__}: {e}"
+                    context.log.error(failed[key])
+                if len(done) >= RECORD_EVERY:
+                    yield from _record(done, stac_catalog, context)
+            yield from _record(done, stac_catalog, context)
+        if failed:
+            shown = "\n".join(list(failed.values())[:10])
+            raise dg.Failure(
+                description=f"{len(failed)} of {len(keys)} h3_grid partitions failed:\n{shown}",
+                metadata={"failed_partitions": dg.MetadataValue.json(sorted(failed))},
+            )
 
     return h3_grid
 
 
+GRID_DESCRIPTION = (
+    "The complete global H3 grid of one resolution (from resolution 5 on, of one "
+    "resolution-0 cell) in the warehouse table h3.grid: h3_index, resolution, parent, "
+    "base_cell, is_pentagon, area_km2 and the boundary in EPSG:4326. Replacing a partition "
+    "swaps its rows in one transaction; a GeoParquet copy goes to gold and a STAC item to "
+    "system-h3-grids."
+)
+
+
+def _grid_partition(
+    key: str,
+    resolution: int,
+    base: str | None,
+    batches: Iterator[tuple[pa.RecordBatch, GridStats]],
+    writer: PartitionWriter,
+    blob_store: BlobStore,
+    location: str,
+    tmp: Path,
+) -> _Done:
+    table_partition: dict[str, str | int] = {"resolution": resolution}
+    if base is not None:
+        table_partition["base_cell"] = int(h3.get_base_cell_number(base))
+    path = tmp / "grid.parquet"
+    rows, stats = load_cells(
+        GRID_SPEC, batches, lambda rows: writer.replace(table_partition, rows), path
+    )
+    export = upload_export(blob_store, path, grid_export_key(resolution, base))
+    item = build_grid_item(
+        resolution=resolution,
+        base_cell=base,
+        rows=rows,
+        table_location=f"{location}#{GRID_SPEC.schema}.{GRID_SPEC.name}",
+        export=export,
+        created=dt.datetime.now(dt.UTC),
+    )
+    return _Done(key, resolution, base, rows, stats, export, item)
+
+
+def _record(
+    done: list[_Done], stac_catalog: StacCatalog, context: dg.AssetExecutionContext
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """The items of ``done`` partitions into the catalog, then their events; empties it."""
+    if not done:
+        return
+    stac_catalog.upsert_items([d.item for d in done])
+    for d in done:
+        context.log.info(f"h3.grid {d.key}: {d.rows:,} cells")
+        yield dg.AssetMaterialization(
+            H3_GRID,
+            partition=d.key,
+            metadata={
+                "table": f"{GRID_SPEC.schema}.{GRID_SPEC.name}",
+                "resolution": d.resolution,
+                "base_cell": d.base or "all",
+                "cells": dg.MetadataValue.int(d.rows),
+                "pentagons": dg.MetadataValue.int(d.stats.pentagons),
+                "area_km2": dg.MetadataValue.float(d.stats.area_km2),
+                "antimeridian_cells": dg.MetadataValue.int(d.stats.split),
+                "export": d.export["href"],
+                "stac_item": f"{H3_COLLECTION}/{d.item['id']}",
+                "item_problems": "; ".join(validate_item(d.item)) or "none",
+            },
+        )
+        for name, passed, metadata in _grid_checks(d.resolution, d.base, d.stats):
+            if dg.AssetCheckKey(H3_GRID, name) not in context.selected_asset_check_keys:
+                continue
+            yield dg.AssetCheckEvaluation(
+                asset_key=H3_GRID,
+                check_name=name,
+                passed=passed,
+                metadata=metadata,
+                partition=d.key,
+            )
+    done.clear()
+
+
 def _grid_checks(
     resolution: int, base: str | None, stats: GridStats
-) -> Iterator[dg.AssetCheckResult]:
+) -> Iterator[tuple[str, bool, dict]]:
     expected = partition_cells(resolution, base)
-    yield dg.AssetCheckResult(
-        check_name="cell_count",
-        passed=stats.rows == expected,
-        metadata={"cells": stats.rows, "expected": expected},
-    )
+    yield "cell_count", stats.rows == expected, {"cells": stats.rows, "expected": expected}
     pentagons = 12 if base is None else int(h3.is_pentagon(base))
-    yield dg.AssetCheckResult(
-        check_name="pentagons",
-        passed=stats.pentagons == pentagons,
-        metadata={"pentagons": stats.pentagons, "expected": pentagons},
+    yield (
+        "pentagons",
+        stats.pentagons == pentagons,
+        {"pentagons": stats.pentagons, "expected": pentagons},
     )
     if base is None:
         error = abs(stats.area_km2 / EARTH_AREA_KM2 - 1)
-        yield dg.AssetCheckResult(
-            check_name="area_sum",
-            passed=error <= AREA_TOLERANCE,
-            metadata={
-                "area_km2": stats.area_km2,
-                "earth_km2": EARTH_AREA_KM2,
-                "relative_error": error,
-            },
+        yield (
+            "area_sum",
+            error <= AREA_TOLERANCE,
+            {"area_km2": stats.area_km2, "earth_km2": EARTH_AREA_KM2, "relative_error": error},
         )
     else:
         # Children do not tile their resolution-0 ancestor exactly: the Earth's area is
         # a property of a whole resolution, checked on the global partitions.
-        yield dg.AssetCheckResult(
-            check_name="area_sum",
-            passed=True,
-            metadata={"area_km2": stats.area_km2, "note": "one resolution-0 cell: not global"},
+        yield (
+            "area_sum",
+            True,
+            {"area_km2": stats.area_km2, "note": "one resolution-0 cell: not global"},
         )
-    yield dg.AssetCheckResult(
-        check_name="geometries_valid",
-        passed=stats.invalid == 0,
-        metadata={"invalid": stats.invalid, "split_at_antimeridian": stats.split},
+    yield (
+        "geometries_valid",
+        stats.invalid == 0,
+        {"invalid": stats.invalid, "split_at_antimeridian": stats.split},
     )
 
 

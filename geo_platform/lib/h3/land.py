@@ -11,7 +11,8 @@ import shapely
 
 from geo_platform.lib.h3.grid import GRID_SPEC
 
-LAND_GRID_SPEC = replace(GRID_SPEC, name="land_grid")
+# Replaced whole and a few hundred thousand rows at most: indexed on both warehouses.
+LAND_GRID_SPEC = replace(GRID_SPEC, name="land_grid", indexes=(), duckdb_indexes=True)
 _POLYGONAL = (shapely.GeometryType.POLYGON, shapely.GeometryType.MULTIPOLYGON)
 
 

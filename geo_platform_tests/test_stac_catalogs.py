@@ -21,6 +21,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from geo_platform.errors import ConfigurationError, InvalidInputError, TransientError
+from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.lib.stac.load import Rejection, load_ndjson
 from geo_platform.lib.stac.loader import LoadResult
 from geo_platform.lib.stac.search import parse_datetime_interval
@@ -698,3 +699,31 @@ def test_collection_aggregate_is_computed_from_the_items(catalog, naip_collectio
         "archive": TierAggregate(30, 500 * 30, "cool"),
     }
     assert catalog.collection_aggregate("nothing-here").items == 0
+
+
+@pytest.mark.parametrize(
+    "bboxes",
+    [
+        # Apart, across the antimeridian, one crossing it, 3D, duplicates.
+        [[170, 0, 175, 1], [-178, 0, -175, 1], [-10, 0, 10, 1], [20, -3, 5, 30, 2, 9],
+         [20, 0, 30, 2], [20, 0, 30, 2]],
+        [[179, -1, -179, 1], [-5, 0, 10, 0.5], [8, 0, 12, 1], [-7, -2, -6, 0]],
+        [[-10, 0, 10, 1]],
+    ],
+)  # fmt: skip
+def test_the_collection_extent_is_the_union_of_its_items_bboxes_computed_by_the_database(
+    catalog, naip_collection, naip_items, bboxes
+):
+    """collection_summary's extent, aggregated in SQL, equals the union of the items' own
+    bboxes recomputed from the items one by one."""
+    items = []
+    for n, bbox in enumerate(bboxes):
+        item = copy.deepcopy(naip_items[n])
+        item["bbox"] = bbox
+        items.append(item)
+    catalog.upsert_collection(naip_collection)
+    catalog.upsert_items(items)
+    stored = [catalog.get_item(naip_collection["id"], item["id"]) for item in items]
+    aggregate = catalog.collection_aggregate(naip_collection["id"])
+    assert aggregate.items == len(items)
+    assert aggregate.bbox == pytest.approx(tuple(union_bbox(i["bbox"] for i in stored)))

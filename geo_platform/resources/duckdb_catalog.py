@@ -24,7 +24,7 @@ import orjson
 
 from geo_platform.errors import InvalidInputError, TransientError
 from geo_platform.lib.duckdb_spatial import load_spatial
-from geo_platform.lib.stac.bbox import union_bbox
+from geo_platform.lib.stac.bbox import MERGED_ARCS_SQL, union_bbox
 from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.geometry import BoxMatcher, item_geometries
 from geo_platform.lib.stac.items import item_name, item_time_span
@@ -237,10 +237,7 @@ class DuckDBCatalog(StacCatalog):
             ).fetchone() or (0, None, None)
             # Item bboxes, not envelopes: a footprint split at 180 degrees has an envelope
             # around the world, and its bbox the right side of it (west > east).
-            bboxes = con.execute(
-                "SELECT json_extract(content, '$.bbox')::DOUBLE[] FROM items WHERE collection = ?",
-                [collection_id],
-            ).fetchall()
+            arcs = con.execute(_MERGED_ARCS, [collection_id]).fetchall()
             epsg = con.execute(
                 "SELECT DISTINCT TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') "
                 "AS INTEGER) AS code FROM items WHERE collection = ? AND code IS NOT NULL "
@@ -248,7 +245,7 @@ class DuckDBCatalog(StacCatalog):
                 [collection_id],
             ).fetchall()
             tiers = con.execute(_TIER_AGGREGATE, [collection_id]).fetchall()
-        union = union_bbox(row[0] for row in bboxes if row[0])
+        union = union_bbox(arcs)
         return CollectionAggregate(
             items=count,
             bbox=tuple(union) if union else None,  # type: ignore[arg-type]
@@ -470,6 +467,20 @@ _COLUMN_TYPES = {
     "content": "VARCHAR",
 }
 # Assets of every item of a collection, by tier: the JSON is read in the database.
+# Item bboxes (2D or 3D) merged into a few longitude arcs by DuckDB.
+_MERGED_ARCS = (
+    """
+    WITH bboxes AS (
+        SELECT json_extract(content, '$.bbox')::DOUBLE[] AS b FROM items WHERE collection = ?
+    ),
+    boxes AS (
+        SELECT b[1] AS w, b[2] AS s, b[len(b) // 2 + 1] AS e, b[len(b) // 2 + 2] AS n
+        FROM bboxes WHERE b IS NOT NULL
+    ),
+    """
+    + MERGED_ARCS_SQL
+)
+
 _TIER_AGGREGATE = """
     SELECT json_extract_string(asset.value, '$."geo_platform:tier"') AS tier, count(*),
            sum(TRY_CAST(json_extract(asset.value, '$."file:size"') AS BIGINT)),

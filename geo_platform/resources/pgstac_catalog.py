@@ -45,7 +45,7 @@ from geo_platform.errors import (
     InvalidInputError,
     TransientError,
 )
-from geo_platform.lib.stac.bbox import union_bbox
+from geo_platform.lib.stac.bbox import MERGED_ARCS_SQL, union_bbox
 from geo_platform.lib.stac.collection import CollectionAggregate, TierAggregate
 from geo_platform.lib.stac.items import item_name
 from geo_platform.lib.stac.loader import LoadMethod, LoadResult
@@ -173,9 +173,7 @@ class PgstacCatalog(StacCatalog):
             count, start, end = row or (0, None, None)
             # Item bboxes, not geometry extents: a footprint split at 180 degrees spans
             # the world, and its bbox the right side of it (west > east).
-            bboxes = conn.execute(
-                "SELECT content->'bbox' FROM items WHERE collection = %s", [collection_id]
-            ).fetchall()
+            arcs = conn.execute(_MERGED_ARCS, [collection_id]).fetchall()
             epsg = conn.execute(
                 "SELECT DISTINCT (content->'properties'->>'proj:epsg')::int AS code FROM items "
                 "WHERE collection = %s AND content->'properties' ? 'proj:epsg' ORDER BY code",
@@ -190,7 +188,7 @@ class PgstacCatalog(StacCatalog):
                 "GROUP BY tier",
                 [collection_id],
             ).fetchall()
-            union = union_bbox(bbox for (bbox,) in bboxes if bbox)
+            union = union_bbox(arcs)
             return CollectionAggregate(
                 items=count,
                 bbox=tuple(union) if union else None,  # type: ignore[arg-type]
@@ -367,6 +365,21 @@ def _scrub(text: str, dsn: str) -> str:
         return text
     # A very short password would blank out ordinary letters of the message instead.
     return text.replace(password, "***") if len(password) >= 4 else text
+
+
+# Item bboxes (2D or 3D) merged into a few longitude arcs by PostgreSQL.
+_MERGED_ARCS = (
+    """
+    WITH boxes AS (
+        SELECT (b->>0)::float8 AS w, (b->>1)::float8 AS s,
+            (b->>(jsonb_array_length(b) / 2))::float8 AS e,
+            (b->>(jsonb_array_length(b) / 2 + 1))::float8 AS n
+        FROM (SELECT content->'bbox' AS b FROM items WHERE collection = %s) AS bboxes
+        WHERE jsonb_typeof(b) = 'array'
+    ),
+    """
+    + MERGED_ARCS_SQL
+)
 
 
 def _scalar(conn: psycopg.Connection, query: str, params: Sequence[Any]) -> Any:

@@ -26,9 +26,12 @@ from geo_platform.settings import get_platform_settings, get_run_settings
 
 # Blobs listed per tick: one Azure page. A full pass over 10,000 blobs takes two ticks.
 PAGE_SIZE = 5000
-# Versions handed out per tick: each is one observation event (~15 ms on SQLite) and
-# its share of a run request; the rest wait on the same page for the next tick.
-MAX_CHANGES_PER_TICK = 1000
+# Versions handed out per tick: each is one observation event, which the daemon stores
+# one at a time (15-30 ms on a quiet machine, several times that on a busy one: 500 took
+# 61 s on this 2-core machine under a load of 15), and its share of a run request; the
+# rest wait on the same page for the next tick. 10,000 new blobs are 40 ticks, ~20 min
+# at the 30 s interval: still ahead of the runs that process them.
+MAX_CHANGES_PER_TICK = 250
 # Which collection a run's rasters belong to: for filtering runs in the UI.
 COLLECTION_TAG = "geo_platform/collection"
 

@@ -9,6 +9,33 @@ from collections.abc import Iterable, Sequence
 Bbox = tuple[float, float, float, float]
 
 
+# SQL over a relation ``boxes (w, s, e, n)``: the boxes' longitude arcs (two for a box that
+# crosses the antimeridian) merged where they meet, one row (west, south, east, north) per
+# merged arc. A handful of rows whatever the number of boxes, and ``union_bbox`` of them is
+# ``union_bbox`` of all the boxes: the database does the work, over its own rows.
+MERGED_ARCS_SQL = """
+arcs AS (
+    SELECT w AS lo, CASE WHEN w <= e THEN e ELSE 180.0 END AS hi, s, n FROM boxes
+    UNION ALL
+    SELECT -180.0, e, s, n FROM boxes WHERE w > e
+),
+marked AS (
+    SELECT lo, hi, s, n,
+        CASE WHEN lo <= max(hi) OVER (
+            ORDER BY lo, hi ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        ) THEN 0 ELSE 1 END AS starts
+    FROM arcs
+),
+merged AS (
+    -- The arc that starts a merged arc sorts first among arcs with its west.
+    SELECT lo, hi, s, n,
+        sum(starts) OVER (ORDER BY lo, starts DESC, hi ROWS UNBOUNDED PRECEDING) AS arc
+    FROM marked
+)
+SELECT min(lo), min(s), max(hi), max(n) FROM merged GROUP BY arc
+"""
+
+
 def union_bbox(bboxes: Iterable[Sequence[float]]) -> list[float] | None:
     """The smallest bbox covering ``bboxes`` on the globe: longitudes are arcs of a circle,
     so the union crosses the antimeridian (west > east) when that is shorter."""

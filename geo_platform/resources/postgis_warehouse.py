@@ -393,7 +393,7 @@ class PostgisWarehouse(Warehouse):
             row = conn.execute(query).fetchone()
             assert row is not None
             rows, invalid, low, high = row
-            srids = tuple(s for s in (low, high) if s is not None)[: 1 if low == high else 2]
+            srids = () if low is None else (low,)
             if low != high:
                 found = conn.execute(
                     sql.SQL("SELECT DISTINCT ST_SRID({g}) FROM {t} WHERE {g} IS NOT NULL").format(

@@ -125,7 +125,7 @@ class VectorSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_VECTOR_")
 
-    batch_size: int = Field(default=65_536, gt=0)
+    batch_size: int = Field(default=16_384, gt=0)
     target_crs: str = "EPSG:4326"
     keep_z: bool = True
     keep_m: bool = True

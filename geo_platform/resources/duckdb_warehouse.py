@@ -95,6 +95,9 @@ def _mvt_property(column: str, kind: str) -> str:
 class DuckDBWarehouse(Warehouse):
     path: str
     lock_timeout_seconds: float = 120.0
+    # DuckDB runs inside the pipeline's process and would take up to 80% of the machine's
+    # memory: loads spill to disk beyond this instead.
+    memory_limit: str = "512MB"
 
     @property
     def location(self) -> str:
@@ -117,6 +120,7 @@ class DuckDBWarehouse(Warehouse):
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
+            con.execute("SET memory_limit = " + quote_literal(self.memory_limit))
             # Loading spatial costs ~0.3 s a connection: only where geometry is touched.
             if spatial:
                 load_spatial(con)

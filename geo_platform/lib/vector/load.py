@@ -50,7 +50,7 @@ WriteTable = Callable[[TableSpec, Iterator[pa.RecordBatch]], int]
 @dataclass(frozen=True)
 class VectorOptions:
     policy: GeometryPolicy = field(default_factory=GeometryPolicy)
-    batch_size: int = 65_536
+    batch_size: int = 16_384
     # For sources that carry no CRS (a shapefile without .prj): what they are in.
     source_crs: str | None = None
     zip_limits: ZipLimits = field(

@@ -53,10 +53,11 @@ FAILED_RASTERS = "failed_rasters"
 # What the raster assets are made with: change it when a change of code or settings
 # changes their outputs, and Dagster shows every raster made before as stale.
 RASTER_CODE_VERSION = "2026.12.1"
-# On a validation: what the raster's outputs depend on besides the blob (its collection's
-# reprojection settings, ``RasterOptions.made_with``); reconcile reruns a raster whose
-# collection settings changed.
-MADE_WITH_TAG = "geo_platform/made_with"
+# A validation's data version is ``<etag>+<made_with>`` when the raster's outputs depend on
+# more than the blob (its collection's reprojection, ``RasterOptions.made_with``):
+# reconcile reruns a raster whose collection settings changed, and Dagster shows what
+# depends on it as stale. (Dagster indexes only the data version among such tags.)
+MADE_WITH_SEPARATOR = "+"
 
 _TIER_DESCRIPTIONS = {
     Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. "
@@ -235,7 +236,7 @@ def _events(
         yield dg.AssetMaterialization(
             VALIDATION,
             partition=key,
-            tags={DATA_VERSION_TAG: outcome.source_etag or "", MADE_WITH_TAG: outcome.made_with},
+            tags={DATA_VERSION_TAG: validation_version(outcome.source_etag, outcome.made_with)},
             metadata={
                 "size": f"{info.width} x {info.height} x {info.count} {info.dtype}",
                 "crs": info.crs,
@@ -279,6 +280,12 @@ def _events(
                 **({"tile_items": len(outcome.tile_items)} if outcome.tile_items else {}),
             },
         )
+
+
+def validation_version(etag: str | None, made_with: str) -> str:
+    if not made_with:
+        return etag or ""
+    return f"{etag or ''}{MADE_WITH_SEPARATOR}{made_with}"
 
 
 def _failure_summary(failed: dict[str, str], total: int) -> str:

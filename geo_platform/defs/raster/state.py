@@ -3,7 +3,7 @@
 import dagster as dg
 
 from geo_platform.defs.bronze import DATA_VERSION_TAG
-from geo_platform.defs.raster.assets import INVALID_VERSION_PREFIX, MADE_WITH_TAG, VALIDATION
+from geo_platform.defs.raster.assets import INVALID_VERSION_PREFIX, MADE_WITH_SEPARATOR, VALIDATION
 from geo_platform.lib.reconcile import RasterState
 
 # Partitions per query: one statement each, with the keys as parameters.
@@ -22,15 +22,15 @@ def raster_state(instance: dg.DagsterInstance, keys: list[str]) -> RasterState:
             (dg.DagsterEventType.ASSET_OBSERVATION, state.failed),
         ):
             found = storage.get_latest_tags_by_partition(
-                VALIDATION, event_type, [DATA_VERSION_TAG, MADE_WITH_TAG], chunk
+                VALIDATION, event_type, [DATA_VERSION_TAG], chunk
             )
             for key, tags in found.items():
-                if event_type is dg.DagsterEventType.ASSET_MATERIALIZATION:
-                    state.made_with[key] = tags.get(MADE_WITH_TAG, "")
                 version = tags.get(DATA_VERSION_TAG, "")
                 if event_type is dg.DagsterEventType.ASSET_OBSERVATION:
                     if version.startswith(INVALID_VERSION_PREFIX):
                         into[key] = version.removeprefix(INVALID_VERSION_PREFIX)
                 elif version:
-                    into[key] = version
+                    etag, _, made_with = version.partition(MADE_WITH_SEPARATOR)
+                    into[key] = etag
+                    state.made_with[key] = made_with
     return state

@@ -72,7 +72,7 @@ def parse_raster_options(section: Any) -> RasterOptions:
     target = section.get("target_crs")
     if target is not None:
         try:
-            crs = CRS.from_user_input(str(target))
+            CRS.from_user_input(str(target))
         except CRSError as e:
             raise ValueError(f"raster: target_crs {target!r} is not a CRS ({e})") from None
         target = str(target).strip()

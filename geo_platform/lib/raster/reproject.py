@@ -13,11 +13,16 @@ Nodata and masks survive: a source with a nodata value keeps it (the area outsid
 source becomes nodata), an alpha band stays an alpha band, and any other source (a mask
 band, or none) gets a mask band that is the warper's alpha (valid where it is non-zero).
 Paletted rasters keep their colormap.
+
+GDAL's warper gives slightly different pixels along the edges of nodata and masks
+depending on how the output is cut into chunks (measured on image_nodata.tif to Web
+Mercator: 7,466 of 373,321 pixels differ between one whole read of a WarpedVRT and reads
+of 100-row strips, every one at the edge of the valid data). The warp here is written in
+strips of 512 rows; the lossless checks compare the tiers with this warp.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,7 +147,8 @@ def write_warped(
             "height": plan.height,
             "resampling": plan.resampling,
             "warp_mem_limit": 256,
-            "warp_extras": {"NUM_THREADS": str(threads)},
+            # A warp option (rasterio passes unknown keywords to GDAL's warper).
+            "NUM_THREADS": str(threads),
         }
         if src.nodata is not None:
             vrt_options.update(src_nodata=src.nodata, nodata=src.nodata)
@@ -181,15 +187,3 @@ def write_warped(
                     alpha = vrt.read(vrt.count, window=window)
                     dst.write_mask(np.where(alpha > 0, 255, 0).astype("uint8"), window=window)
     return out_path
-
-
-def describe(plan: WarpPlan) -> str:
-    width_m = plan.resolution
-    return (
-        f"{plan.width} x {plan.height} in {plan.crs} at {width_m:.6g} "
-        f"({plan.resampling.name}); no coarser than the source anywhere"
-    )
-
-
-def _is_close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=1e-9)

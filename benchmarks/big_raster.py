@@ -52,7 +52,8 @@ def gray(size: int) -> Path:
 
 
 def main() -> None:
-    args = h.options(__doc__, quick=False, repeat=1)  # --quick: 6000², a smoke test
+    # --quick: 6000², a smoke test; --retries: runs done again when others disturbed them.
+    args = h.options(__doc__, quick=False, repeat=1, retries=2)
     size = 6000 if args.quick else 40000
     src = gray(size)
     platform, out = h.DATA / "big_raster", h.DATA / "big_raster_gdal"
@@ -75,7 +76,9 @@ def main() -> None:
             shutil.rmtree(old)  # the previous run's blobs: disk space only
         return h.run([*ingest, f"bench-{next(count)}", src], env, warm=src)
 
-    runs = h.rounds({"gdal_translate": gdal_translate, "ingest": geo_platform}, args.repeat)
+    runs = h.rounds(
+        {"gdal_translate": gdal_translate, "ingest": geo_platform}, args.repeat, args.retries
+    )
     tiles = len(list((platform / "blobs" / "silver").glob("bench-*/*,tiles/r*.tif")))
     shutil.rmtree(platform)
     shutil.rmtree(out)

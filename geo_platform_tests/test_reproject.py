@@ -23,6 +23,7 @@ from geo_platform.reconcile import reconcile
 from .tier_blobs import tier_blob, tier_blobs
 
 
+@pytest.mark.unit
 def test_the_output_grid_is_no_coarser_than_any_source_pixel(tmp_path):
     """A lon/lat raster from 10 to 60 degrees north, into Web Mercator: its pixels stretch
     with latitude, so the finest projected pixel (at 10 N) sets the resolution, finer than
@@ -46,6 +47,7 @@ def test_the_output_grid_is_no_coarser_than_any_source_pixel(tmp_path):
     assert plan.transform.a == -plan.transform.e  # square pixels
 
 
+@pytest.mark.unit
 def test_collection_options_and_their_errors(tmp_path):
     assert RasterOptions().resampling_for(paletted=True) is Resampling.nearest
     assert RasterOptions().resampling_for(paletted=False) is Resampling.bilinear
@@ -103,6 +105,7 @@ def _gdal_warp(source, item):
     return np.concatenate(data, axis=1), np.concatenate(mask, axis=0)
 
 
+@pytest.mark.asset
 @pytest.mark.parametrize("target", ["EPSG:3857", "EPSG:4326"])
 def test_a_collection_with_a_target_crs_gets_reprojected_tiers(settings, copy_real, target):
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -156,6 +159,7 @@ def test_a_collection_with_a_target_crs_gets_reprojected_tiers(settings, copy_re
                     assert viz.crs == CRS.from_user_input(target)
 
 
+@pytest.mark.asset
 def test_changing_the_target_crs_and_reconciling_reprojects_the_collection(
     settings, copy_real, monkeypatch
 ):

@@ -349,7 +349,8 @@ def _store_tier(
         metadata={
             SHA256_METADATA: cog.sha256,
             SOURCE_SHA256_METADATA: info.sha256,
-            MADE_WITH_METADATA: made_with,
+            # Only when there is one: the metadata of tiers made before stays valid.
+            **({MADE_WITH_METADATA: made_with} if made_with else {}),
         },
         consume=True,
     )

@@ -14,11 +14,10 @@ item points at are deleted (``remove_old_tiles``).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,28 +154,30 @@ def process_tiled(
         template = source_as_vrt(source, tmp / "source.vrt")
         written: dict[Tile, dict[Tier, LocalCog]] = {}
         findings: dict[tuple[str, str], list[tuple[str, Any]]] = {}
-        for tile in tiles:
-            window = window_vrt(template, tile, tmp / f"{tile.name}.vrt")
-            cogs = write_cog_tiers(
-                window,
-                tiers,
-                out,
-                name=f"{name} (tile {tile.name})",
-                stem=tile.name,
-                threads=threads,
-                check=partial(check, window),
-            )
-            renamed = {}
-            for tier, cog in cogs.items():
-                final = cog.path.with_name(tile_file_name(tile, tier, cog.sha256))
-                cog.path.rename(final)
-                renamed[tier] = LocalCog(tier, final, cog.size_bytes, cog.sha256, cog.check)
-                for outcome in cog.check or []:
-                    findings.setdefault((outcome.asset, outcome.name), []).append(
-                        (tile.name, outcome)
-                    )
-            written[tile] = renamed
-            window.unlink()
+        # Each tile is checked while the next one is encoded: encoding leaves a core idle
+        # now and then (reading, overviews), checking is mostly decoding.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tile-check") as checker:
+            checking: list[tuple[Tile, Path, Future[dict[Tier, list[Any]]]]] = []
+            for tile in tiles:
+                window = window_vrt(template, tile, tmp / f"{tile.name}.vrt")
+                cogs = write_cog_tiers(
+                    window, tiers, out, name=f"{name} (tile {tile.name})", stem=tile.name,
+                    threads=threads,
+                )  # fmt: skip
+                renamed = {}
+                for tier, cog in cogs.items():
+                    final = cog.path.with_name(tile_file_name(tile, tier, cog.sha256))
+                    cog.path.rename(final)
+                    renamed[tier] = LocalCog(tier, final, cog.size_bytes, cog.sha256)
+                written[tile] = renamed
+                checking.append((tile, window, checker.submit(_check_tile, check, window, renamed)))
+            for tile, window, future in checking:
+                for outcomes in future.result().values():
+                    for outcome in outcomes:
+                        findings.setdefault((outcome.asset, outcome.name), []).append(
+                            (tile.name, outcome)
+                        )
+                window.unlink()
         failed = _summarize_checks(findings, result, check_outcome)
         if failed:
             result.error = f"{name}: {'; '.join(failed)}: no tile is stored and no item is written"
@@ -240,8 +241,6 @@ def process_tiled(
             for tier in tiers
         }
         metadata = {SOURCE_SHA256_METADATA: info.sha256}
-        if made_with:
-            metadata[MADE_WITH_METADATA] = json.dumps(made_with, sort_keys=True)
         for tile in tiles:
             for tier, cog in written[tile].items():
                 store.upload_file(
@@ -294,6 +293,12 @@ def process_tiled(
                 **({"reprojection": made_with} if made_with else {}),
             }
     return result
+
+
+def _check_tile(
+    check: TierCheck, window: Path, cogs: dict[Tier, LocalCog]
+) -> dict[Tier, list[Any]]:
+    return {tier: check(window, tier, cog.path) for tier, cog in cogs.items()}
 
 
 def _summarize_checks(

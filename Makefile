@@ -62,6 +62,8 @@ benchmark: install benchmark-deps services
 	$(BIN)/python benchmarks/ingest_small_files.py
 	$(BIN)/python benchmarks/stac_load.py
 	$(BIN)/python benchmarks/stac_search.py
+	$(BIN)/python benchmarks/big_raster.py
+	$(BIN)/python benchmarks/reproject.py
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)

@@ -8,6 +8,7 @@ import os
 import shutil
 
 import harness as h
+import numpy as np
 import rasterio
 from big_raster import GDAL_ENV, gray
 from rasterio.enums import Resampling
@@ -46,15 +47,22 @@ def main() -> None:
     runs = {name: h.summary(r) for name, r in h.rounds(sides, args.repeat, args.retries).items()}
     with rasterio.open(out / "ours.tif") as a, rasterio.open(out / "gdalwarp.tif") as b:
         same_grid = (a.transform, a.width, a.height) == (b.transform, b.width, b.height)
-        differing = int((a.read(1) != b.read(1)).sum()) if same_grid else -1
+        ours_px, theirs = a.read(1).astype(np.int16), b.read(1).astype(np.int16)
+        both = (a.read_masks(1) > 0) & (b.read(2) > 0)  # gdalwarp's alpha band
+        differing = int((ours_px != theirs).sum()) if same_grid else -1
+        largest = int(np.abs(ours_px - theirs)[both].max()) if same_grid else -1
+        mask_differs = int(((a.read_masks(1) > 0) != (b.read(2) > 0)).sum())
         valid = int((a.read_masks(1) > 0).sum())
     shutil.rmtree(out)
     runs["ours"]["time ratio (<= 1.0)"] = runs["ours"]["best s"] / runs["gdalwarp"]["best s"]
     h.table([{"side": name} | figures for name, figures in runs.items()])
     print(f"output {plan.width} x {plan.height}; pixels differing from gdalwarp's: {differing:,}")
+    print(f"largest difference where both are valid: {largest}; mask differs: {mask_differs:,}")
     figures = {"input": src.name, "output": [plan.width, plan.height], **runs}
     figures["pixels differing from gdalwarp"] = differing
     figures["valid pixels"] = valid
+    figures["largest difference where both are valid"] = largest
+    figures["mask pixels differing"] = mask_differs
     h.write("reproject", figures, args.quick)
 
 

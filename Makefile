@@ -63,6 +63,8 @@ benchmark: install benchmark-deps services
 	$(BIN)/python benchmarks/stac_load.py
 	$(BIN)/python benchmarks/stac_search.py
 	$(BIN)/python benchmarks/h3_grid.py
+	$(BIN)/python benchmarks/big_raster.py
+	$(BIN)/python benchmarks/reproject.py
 
 clean:
 	rm -rf $(GEO_PLATFORM_DATA_DIR)

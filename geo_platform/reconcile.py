@@ -13,6 +13,7 @@ from geo_platform.defs.raster.partitions import RASTER_PARTITIONS
 from geo_platform.defs.raster.state import raster_state
 from geo_platform.lib.blob_scan import listing
 from geo_platform.lib.partition_keys import blob_key_problem, is_raster_key
+from geo_platform.lib.raster.options import raster_options
 from geo_platform.lib.reconcile import ReconcilePlan, plan_reconcile
 from geo_platform.processing.raster import remove_raster
 from geo_platform.resources.blob_store import BRONZE
@@ -51,6 +52,7 @@ def reconcile(
         now=dt.datetime.now(dt.UTC),
         settle=get_run_settings().settle,
         collection=collection,
+        made_with=lambda name: raster_options(name, runner.collections).made_with(),
     )
     result = ReconcileReport(plan)
     if dry_run:

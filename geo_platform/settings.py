@@ -119,6 +119,26 @@ class LimitSettings(BaseSettings):
     max_bands: int = Field(default=64, gt=0)
 
 
+class TilingSettings(BaseSettings):
+    """When a raster is cut into tiles, and how big they are (``lib.raster.tiling``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GEO_PLATFORM_TILING_")
+
+    # Rasters with more pixels than this are tiled: 16,384^2 (268 M pixels, 1 GB of
+    # 4-byte pixels per band) is about what one raster worker handles whole.
+    threshold_pixels: int = Field(default=16_384 * 16_384, gt=0)
+    # Tile side in pixels; a multiple of the COG block size (512) so that tiles share
+    # the source's block grid. 8,192^2 tiles: 25 tiles for a 40,000^2 raster.
+    tile_size: int = Field(default=8_192, ge=512, multiple_of=512)
+    # GDAL's block cache (MB) while a raster is tiled or reprojected: its default (5% of
+    # the machine's memory) would let one big raster fill a worker.
+    gdal_cachemax_mb: int = Field(default=256, ge=16)
+
+
+def get_tiling_settings() -> TilingSettings:
+    return TilingSettings()
+
+
 class VectorSettings(BaseSettings):
     """Defaults of vector loading; a collection can override the geometry ones
     (``vector:`` in the collections file)."""

@@ -4,6 +4,11 @@ landsat:
   output_tier: analysis
 drone:
   output_tier: both
+mercator:
+  raster:
+    target_crs: EPSG:3857
+
+(``raster:`` is described in ``geo_platform.lib.raster.options``.)
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import yaml
 
 from geo_platform.errors import ConfigurationError
 from geo_platform.lib.partition_keys import collection_name_problem
+from geo_platform.lib.raster.options import parse_raster_options
 from geo_platform.lib.raster.tiers import Tier, parse_output_tier
 
 DEFAULT_OUTPUT_TIER = "all"
@@ -36,6 +42,10 @@ def load_collections_config(path: Path) -> dict[str, dict]:
                 parse_output_tier(str(settings["output_tier"]))
             except ValueError as e:
                 raise ConfigurationError(f"{path}: collection {collection!r}: {e}") from None
+        try:
+            parse_raster_options(settings.get("raster"))
+        except ValueError as e:
+            raise ConfigurationError(f"{path}: collection {collection!r}: {e}") from None
     return data
 
 

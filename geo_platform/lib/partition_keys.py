@@ -20,6 +20,14 @@ def blob_key_problem(key: str) -> str | None:
     path of ``/``-separated segments, none of them empty, ``.`` or ``..`` (that would
     escape its container or fold into another key), no backslash (Azure and Windows tools
     read it as a separator), within Azure's length, and a valid Dagster partition key."""
+    return storage_key_problem(key) or partition_key_problem(key)
+
+
+def storage_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot name a stored blob, or None: the part of ``blob_key_problem``
+    that keeps a blob inside its container and apart from others. Derived outputs may use
+    what only partition keys forbid (``,``): a raster's tiles live under
+    ``<stem>,tiles/``, a folder no bronze key can reach."""
     if not key:
         return "is empty"
     if len(key.encode()) > MAX_KEY_BYTES:
@@ -28,7 +36,9 @@ def blob_key_problem(key: str) -> str | None:
         return "contains a backslash; use '/' between folders"
     if any(segment in ("", ".", "..") for segment in key.split("/")):
         return "has an empty, '.' or '..' path segment"
-    return partition_key_problem(key)
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        return "contains a control character"
+    return None
 
 
 def collection_name_problem(name: str) -> str | None:

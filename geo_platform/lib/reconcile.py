@@ -26,6 +26,8 @@ class RasterState:
 
     materialized: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    # The collection settings each latest validation was made with (RasterOptions.made_with).
+    made_with: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,10 +61,13 @@ def plan_reconcile(
     now: dt.datetime,
     settle: dt.timedelta,
     collection: str | None = None,
+    made_with: Callable[[str], str] = lambda collection: "",
 ) -> ReconcilePlan:
     """What to do so that the platform matches bronze (one collection, or all).
 
-    ``cataloged(collection)`` gives the item ids a collection has in the catalog.
+    ``cataloged(collection)`` gives the item ids a collection has in the catalog;
+    ``made_with(collection)`` what its settings are now (a raster made with others, a
+    former target CRS say, runs again).
     """
     plan = ReconcilePlan()
     prefix = f"{collection}/" if collection else ""
@@ -75,7 +80,7 @@ def plan_reconcile(
             plan.rejected.append((blob.key, problem))
             continue
         listed.add(blob.key)
-        reason = _reason(blob, state, items, cataloged)
+        reason = _reason(blob, state, items, cataloged, made_with)
         if reason is None:
             plan.unchanged += 1
         elif reason == "failed":
@@ -94,10 +99,13 @@ def _reason(
     state: RasterState,
     items: dict[str, set[str]],
     cataloged: Callable[[str], set[str]],
+    made_with: Callable[[str], str],
 ) -> str | None:
     made_from = state.materialized.get(blob.key)
     if made_from == blob.etag:
         collection = collection_id(blob.key)
+        if state.made_with.get(blob.key, "") != made_with(collection):
+            return "collection settings changed"
         if collection not in items:
             items[collection] = cataloged(collection)
         return None if item_id(blob.key) in items[collection] else "item missing"

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import output_stem
 from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
 from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.raster.options import raster_options
 from geo_platform.lib.raster.thumbnail import thumbnail_markdown
 from geo_platform.lib.raster.tiers import (
     TIER_SPECS,
@@ -45,9 +47,16 @@ from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.processing.tiles import (
+    MADE_WITH_METADATA,
+    is_big,
+    prepared_source,
+    process_tiled,
+    remove_old_tiles,
+)
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.settings import LimitSettings, PriceSettings
+from geo_platform.settings import LimitSettings, PriceSettings, TilingSettings
 
 # Tier blobs record the checksum of the source they were made from: an item only
 # publishes tiers of the source version it describes.
@@ -104,6 +113,10 @@ class RasterOutcome:
     # Why the raster failed (None: it did not); transient failures are worth retrying.
     error: str | None = None
     transient: bool = False
+    # A tiled raster's tile items, written with its own item (``processing.tiles``).
+    tile_items: list[dict[str, Any]] = field(default_factory=list)
+    # What its outputs depend on besides the source (the collection's reprojection).
+    made_with: str = ""
 
     def fail(self, error: str, *, transient: bool = False) -> RasterOutcome:
         self.error, self.transient = error, transient
@@ -119,6 +132,7 @@ class RasterContext:
     prices: PriceSettings
     scratch: Path
     threads: int | str = "ALL_CPUS"
+    tiling: TilingSettings = field(default_factory=TilingSettings)
 
 
 def process_raster(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
@@ -158,7 +172,10 @@ def _process(
     name = f"{BRONZE}/{key}"
     check_file_size(blob.size, name, ctx.limits)
     # Downloaded once (with the sidecars GDAL reads beside it): every tier reads this copy.
-    with store.local_file(BRONZE, key, sidecars=True, scratch=ctx.scratch) as source:
+    with (
+        ExitStack() as stack,
+        store.local_file(BRONZE, key, sidecars=True, scratch=ctx.scratch) as source,
+    ):
         info = validate_raster(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
         )
@@ -179,6 +196,18 @@ def _process(
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         # Lossless tiers first: each is checked while the next one is encoded.
         to_write.sort(key=lambda tier: not TIER_SPECS[tier].lossless)
+        # A collection's target CRS: the tiers are made from (and checked against) the warp.
+        options = raster_options(collection_id(key), plan.collections)
+        outcome.made_with = seen.made_with = options.made_with()
+        # From here on ``source`` is the file the tiers are made from and checked against.
+        source, warp = stack.enter_context(  # noqa: PLW2901
+            prepared_source(
+                source, options, scratch=ctx.scratch, name=name, limits=ctx.limits,
+                tiling=ctx.tiling, threads=ctx.threads,
+            )
+        )  # fmt: skip
+        if to_write and is_big(source, ctx.tiling):
+            return _tiled(outcome, plan, ctx, source, info, to_write, warp, blob.last_modified)
         with tempfile.TemporaryDirectory(dir=ctx.scratch, prefix="cog-") as tmp:
             cogs = (
                 write_cog_tiers(
@@ -203,9 +232,14 @@ def _process(
                 if tier not in failed
             }
             if plan.item and not failed:
-                outcome.item = _item(key, plan, ctx, info, written, requested, blob.last_modified)
+                outcome.item = _item(
+                    key, plan, ctx, info, written, requested, blob.last_modified, warp,
+                    outcome.made_with,
+                )  # fmt: skip
             for tier, ref in written.items():
-                outcome.tiers[tier] = _store_tier(store, key, cogs[tier], ref, info, ctx.prices)
+                outcome.tiers[tier] = _store_tier(
+                    store, key, cogs[tier], ref, info, ctx.prices, outcome.made_with
+                )
     if failed:
         which = "; ".join(f"cog_{tier.value} failed {check}" for tier, check in failed.items())
         return outcome.fail(f"{name}: {which}: the tier is not stored and no item is written")
@@ -221,7 +255,45 @@ def _process(
     return outcome
 
 
-def _check_tier(plan: RasterPlan, source: Path, tier: Tier, path: Path) -> list[CheckOutcome]:
+def _tiled(
+    outcome: RasterOutcome,
+    plan: RasterPlan,
+    ctx: RasterContext,
+    source: Path,
+    info: RasterInfo,
+    to_write: list[Tier],
+    warp: dict[str, Any] | None,
+    modified: Any,
+) -> RasterOutcome:
+    """A raster over the tiling threshold: its tiles, mosaic and items (processing.tiles)."""
+    result = process_tiled(
+        outcome.key,
+        source,
+        info,
+        to_write,
+        store=ctx.blob_store,
+        scratch=ctx.scratch,
+        tiling=ctx.tiling,
+        prices=ctx.prices,
+        threads=ctx.threads,
+        check=partial(_check_tier, plan),
+        make_items=plan.item,
+        made_with=warp,
+        modified=modified,
+        check_outcome=CheckOutcome,
+    )
+    outcome.checks.extend(result.checks)
+    if result.error:
+        return outcome.fail(result.error)
+    for tier, ref in result.tier_refs.items():
+        outcome.tiers[tier] = TierOutcome(tier, ref=ref, metadata=result.tier_metadata[tier])
+    outcome.item, outcome.tile_items = result.item, result.tile_items
+    if outcome.item is not None and plan.check_selected("stac_item", ITEM_VALID):
+        outcome.checks.append(CheckOutcome("stac_item", ITEM_VALID, True, _problems([])))
+    return outcome
+
+
+def _check_tier(plan: RasterPlan, source: str | Path, tier: Tier, path: Path) -> list[CheckOutcome]:
     """The selected checks of one written tier."""
     asset = f"cog_{tier.value}"
     checks = []
@@ -258,7 +330,13 @@ def _tier_ref(store: BlobStore, key: str, cog: LocalCog, info: RasterInfo) -> Ti
 
 
 def _store_tier(
-    store: BlobStore, key: str, cog: LocalCog, ref: TierRef, info: RasterInfo, prices: PriceSettings
+    store: BlobStore,
+    key: str,
+    cog: LocalCog,
+    ref: TierRef,
+    info: RasterInfo,
+    prices: PriceSettings,
+    made_with: str = "",
 ) -> TierOutcome:
     spec = TIER_SPECS[cog.tier]
     blob_key = tier_blob_key(cog.tier, key, cog.sha256)
@@ -268,7 +346,12 @@ def _store_tier(
         cog.path,
         spec.container,
         blob_key,
-        metadata={SHA256_METADATA: cog.sha256, SOURCE_SHA256_METADATA: info.sha256},
+        metadata={
+            SHA256_METADATA: cog.sha256,
+            SOURCE_SHA256_METADATA: info.sha256,
+            # Only when there is one: the metadata of tiers made before stays valid.
+            **({MADE_WITH_METADATA: made_with} if made_with else {}),
+        },
         consume=True,
     )
     metadata: dict[str, Any] = {
@@ -312,12 +395,16 @@ def tier_versions(store: BlobStore, key: str) -> dict[Tier, list[BlobInfo]]:
     return versions
 
 
-def stored_tier(store: BlobStore, key: str, tier: Tier, source_sha256: str) -> TierRef | None:
-    """The newest version of the tier that an earlier run made from this source version,
-    or None."""
+def stored_tier(
+    store: BlobStore, key: str, tier: Tier, source_sha256: str, made_with: str = ""
+) -> TierRef | None:
+    """The newest version of the tier that an earlier run made from this source version
+    with the same collection settings (``made_with``), or None."""
     container = TIER_SPECS[tier].container
     for info in reversed(tier_versions(store, key)[tier]):
         if info.metadata.get(SOURCE_SHA256_METADATA) != source_sha256:
+            continue
+        if info.metadata.get(MADE_WITH_METADATA, "") != made_with:
             continue
         sha256 = info.metadata.get(SHA256_METADATA)
         if sha256 is None:
@@ -359,13 +446,15 @@ def _item(
     written: dict[Tier, TierRef],
     requested: tuple[Tier, ...],
     modified: Any,
+    warp: dict[str, Any] | None = None,
+    made_with: str = "",
 ) -> dict[str, Any] | None:
     """The item over the tiers of this source version that the collection asks for:
     those just written, and those stored by earlier runs from the same source."""
     refs = dict(written)
     for tier in requested:
         if tier not in refs and info.applicable[tier.value]:
-            ref = stored_tier(ctx.blob_store, key, tier, info.sha256)
+            ref = stored_tier(ctx.blob_store, key, tier, info.sha256, made_with)
             if ref is not None:
                 refs[tier] = ref
     if not refs:
@@ -373,13 +462,16 @@ def _item(
     read_from = next(refs[t] for t in _READ_ORDER if t in refs)
     # GDAL reads a stored tier in place (a file, or /vsiaz/ with the store's credentials).
     with rasterio.Env(**ctx.blob_store.gdal_env()):
-        return build_item(
+        item = build_item(
             read_from.gdal_path,
             key,
             refs.values(),
             source_sha256=info.sha256,
             fallback_datetime=modified,
         )
+    if warp:
+        item["properties"]["geo_platform:reprojection"] = warp
+    return item
 
 
 def process_rasters(
@@ -450,7 +542,9 @@ class _ItemWriter:
         if not outcomes:
             return
         try:
-            self._write([o.item for o in outcomes if o.item is not None])
+            self._write(
+                [i for o in outcomes if o.item is not None for i in (o.item, *o.tile_items)]
+            )
         except InvalidInputError as e:
             if len(outcomes) > 1:
                 for outcome in outcomes:
@@ -473,6 +567,9 @@ class _ItemWriter:
         assert outcome.item is not None
         try:
             remove_old_versions(self.store, outcome.key, outcome.item, self.catalog)
+            remove_old_tiles(
+                self.store, outcome.key, [outcome.item, *outcome.tile_items], self.catalog
+            )
         except (OSError, TransientError) as e:
             # The new item is stored and whole: old files are only left over, and the
             # next run of this raster removes them.
@@ -516,6 +613,7 @@ def remove_raster(key: str, store: BlobStore, catalog: StacCatalog) -> bool:
         return False
     # The item first: it never points at a removed file.
     catalog.delete_item(collection_id(key), item_id(key))
+    remove_old_tiles(store, key, [], catalog)
     for tier, versions in tier_versions(store, key).items():
         for blob in versions:
             store.delete(TIER_SPECS[tier].container, blob.key)

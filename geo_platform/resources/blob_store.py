@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from geo_platform.lib.partition_keys import blob_key_problem
+from geo_platform.lib.partition_keys import storage_key_problem
 from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
 
 BRONZE = "bronze"
@@ -168,9 +168,10 @@ def _same_device(path: Path, folder: Path) -> bool:
 
 
 def check_key(key: str) -> str:
-    """Reject keys outside the platform's rule (``lib.partition_keys``): none can escape
-    its container or fold into another, on either profile."""
-    if problem := blob_key_problem(key):
+    """Reject keys outside the platform's storage rule (``lib.partition_keys``): none can
+    escape its container or fold into another, on either profile. Bronze keys are held to
+    the stricter ``blob_key_problem`` where they enter (ingest, sensor, reconcile)."""
+    if problem := storage_key_problem(key):
         raise ValueError(f"invalid blob key {key!r}: {problem}")
     return key
 
@@ -228,7 +229,7 @@ class LocalBlobStore(BlobStore):
         The sidecar names the ETag it was written for: a file copied over the blob by
         hand keeps no stale checksum, as an overwritten Azure blob keeps none.
         """
-        if blob_key_problem(key):
+        if storage_key_problem(key):
             # Dropped into the folder by hand under a name the store refuses: listed (the
             # sensor reports it), but it cannot have metadata.
             return {}

@@ -34,6 +34,7 @@ from geo_platform.settings import (
     get_platform_settings,
     get_price_settings,
     get_run_settings,
+    get_tiling_settings,
 )
 
 from .partitions import raster_partitions
@@ -52,6 +53,11 @@ FAILED_RASTERS = "failed_rasters"
 # What the raster assets are made with: change it when a change of code or settings
 # changes their outputs, and Dagster shows every raster made before as stale.
 RASTER_CODE_VERSION = "2026.12.1"
+# A validation's data version is ``<etag>+<made_with>`` when the raster's outputs depend on
+# more than the blob (its collection's reprojection, ``RasterOptions.made_with``):
+# reconcile reruns a raster whose collection settings changed, and Dagster shows what
+# depends on it as stale. (Dagster indexes only the data version among such tags.)
+MADE_WITH_SEPARATOR = "+"
 
 _TIER_DESCRIPTIONS = {
     Tier.VISUALIZATION: "JPEG q85 (YCbCr) COG for display; 3-band uint8 RGB only. "
@@ -171,6 +177,7 @@ def raster_pipeline(
             limits=get_limit_settings(),
             prices=get_price_settings(),
             scratch=scratch,
+            tiling=get_tiling_settings(),
             # One raster: GDAL's threads on every core; several: the cores shared out.
             threads="ALL_CPUS" if workers == 1 else max(1, cpus // workers),
         )
@@ -229,7 +236,7 @@ def _events(
         yield dg.AssetMaterialization(
             VALIDATION,
             partition=key,
-            tags={DATA_VERSION_TAG: outcome.source_etag or ""},
+            tags={DATA_VERSION_TAG: validation_version(outcome.source_etag, outcome.made_with)},
             metadata={
                 "size": f"{info.width} x {info.height} x {info.count} {info.dtype}",
                 "crs": info.crs,
@@ -269,8 +276,16 @@ def _events(
                 "tiers": ", ".join(item["assets"]),
                 "datetime": str(item["properties"].get("datetime")),
                 "bbox": json.dumps([round(v, 6) for v in item["bbox"]]),
+                # A tiled raster: its item is the mosaic's; each tile has an item of its own.
+                **({"tile_items": len(outcome.tile_items)} if outcome.tile_items else {}),
             },
         )
+
+
+def validation_version(etag: str | None, made_with: str) -> str:
+    if not made_with:
+        return etag or ""
+    return f"{etag or ''}{MADE_WITH_SEPARATOR}{made_with}"
 
 
 def _failure_summary(failed: dict[str, str], total: int) -> str:

@@ -12,10 +12,12 @@ from geo_platform.defs.raster.sensors import ingest_requests
 from geo_platform.defs.raster.state import raster_state
 from geo_platform.instance import add_partitions
 from geo_platform.lib.blob_scan import listing
+from geo_platform.lib.collections_config import load_collections_config
+from geo_platform.lib.raster.options import raster_options
 from geo_platform.lib.reconcile import plan_reconcile
 from geo_platform.resources.blob_store import BRONZE, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
-from geo_platform.settings import get_run_settings
+from geo_platform.settings import get_platform_settings, get_run_settings
 
 
 @dg.schedule(
@@ -34,6 +36,7 @@ def nightly_reconcile(
     hand). Blobs deleted from bronze are cleaned up by the bronze_rasters sensor, which
     finds them on every pass over the container (a schedule targets one job)."""
     instance = context.instance
+    collections = load_collections_config(get_platform_settings().collections_path)
     blobs = list(listing(blob_store, BRONZE))
     registered = instance.get_dynamic_partitions(RASTER_PARTITIONS)
     keys = sorted({b.key for b in blobs} | set(registered))
@@ -44,6 +47,7 @@ def nightly_reconcile(
         stac_catalog.item_ids,
         now=dt.datetime.now(dt.UTC),
         settle=get_run_settings().settle,
+        made_with=lambda name: raster_options(name, collections).made_with(),
     )
     context.log.info(", ".join(f"{what}: {n}" for what, n in plan.counts().items() if n))
     add_partitions(instance, RASTER_PARTITIONS, (key for key, _ in plan.to_run))

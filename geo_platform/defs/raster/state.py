@@ -3,7 +3,7 @@
 import dagster as dg
 
 from geo_platform.defs.bronze import DATA_VERSION_TAG
-from geo_platform.defs.raster.assets import INVALID_VERSION_PREFIX, VALIDATION
+from geo_platform.defs.raster.assets import INVALID_VERSION_PREFIX, MADE_WITH_SEPARATOR, VALIDATION
 from geo_platform.lib.reconcile import RasterState
 
 # Partitions per query: one statement each, with the keys as parameters.
@@ -30,5 +30,7 @@ def raster_state(instance: dg.DagsterInstance, keys: list[str]) -> RasterState:
                     if version.startswith(INVALID_VERSION_PREFIX):
                         into[key] = version.removeprefix(INVALID_VERSION_PREFIX)
                 elif version:
-                    into[key] = version
+                    etag, _, made_with = version.partition(MADE_WITH_SEPARATOR)
+                    into[key] = etag
+                    state.made_with[key] = made_with
     return state

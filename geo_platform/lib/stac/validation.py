@@ -6,6 +6,7 @@ writes for them are checked here directly instead.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -14,6 +15,9 @@ from jsonschema import Draft7Validator
 from pystac.validation.local_validator import VERSION, get_local_schema_cache
 from referencing import Registry, Resource
 
+# pystac's from_dict is not thread-safe (shared extension hooks): "dictionary changed
+# size during iteration" when rasters of one run validate their items at once.
+_PYSTAC_LOCK = threading.Lock()
 _ITEM_SCHEMA = f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json"
 
 
@@ -35,7 +39,8 @@ def validate_item(item: dict[str, Any]) -> list[str]:
         where = "/".join(str(p) for p in error.path) or "(item)"
         problems.append(f"schema: {where}: {error.message[:200]}")
     try:
-        pystac.Item.from_dict(item, preserve_dict=True)
+        with _PYSTAC_LOCK:
+            pystac.Item.from_dict(item, preserve_dict=True)
     except Exception as e:  # noqa: BLE001 - pystac raises many types for malformed items
         problems.append(f"pystac: {e}")
     for key, asset in item.get("assets", {}).items():

@@ -27,7 +27,7 @@ def test_production_profile_is_healthy_with_the_local_services(settings, monkeyp
         "ok    pgstac            pgSTAC 0.10",
     ):
         assert line in result.output
-    assert "PostgresRunStorage in postgresql://geo_platform:***@127.0.0.1:5432/" in result.output
+    assert "PooledRunStorage in postgresql://geo_platform:***@127.0.0.1:5432/" in result.output
 
 
 @pytest.mark.integration

@@ -119,7 +119,7 @@ class PostgisWarehouse(Warehouse):
                 # and the index builds and checks that read them next don't rewrite every
                 # page to set hint bits.
                 conn.execute(self._create(spec, schema, stage))
-                rows = self._copy(conn, spec, schema, stage, batches)
+                rows = self._copy(conn, spec, schema, stage, batches, freeze=True)
                 self._index(conn, spec, schema, stage, tag)
                 conn.commit()
                 self._swap(conn, spec, schema, stage, tag)
@@ -232,14 +232,19 @@ class PostgisWarehouse(Warehouse):
         schema: sql.Identifier,
         stage: sql.Identifier,
         batches: Iterable[pa.RecordBatch],
+        *,
+        freeze: bool = False,
     ) -> int:
+        """COPY the batches into ``schema.stage``; ``freeze`` only for a table created in
+        this transaction (PostgreSQL refuses FREEZE into any other)."""
         names = spec.column_names
         binary = binary_supported(spec)
-        statement = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT {}, FREEZE)").format(
+        statement = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT {}{})").format(
             schema,
             stage,
             sql.SQL(", ").join(map(sql.Identifier, names)),
             sql.SQL("binary" if binary else "csv"),
+            sql.SQL(", FREEZE" if freeze else ""),
         )
         rows = 0
         with conn.cursor() as cur, cur.copy(statement) as copy:

@@ -68,7 +68,7 @@ def test_a_tier_that_does_not_apply_is_not_recorded_as_materialized(
     assert "3-band uint8" in validation.metadata["skip_visualization"].value
     assert tier_files(settings.blob_root, "dem/float.tif", "visualization") == []
     item = stac_catalog(get_platform_settings()).get_item("dem", "float")
-    assert set(item["assets"]) == {"analysis", "archive"}
+    assert set(item["assets"]) == {"analysis", "archive", "thumbnail"}
 
 
 def test_run_config_output_tier_writes_only_what_it_names(settings, instance, real_rasters):
@@ -97,7 +97,7 @@ def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_r
         instance, "rgb/b.tif", ["raster_validation", "cog_analysis", "stac_item"]
     ).success
     item = stac_catalog(get_platform_settings()).get_item("rgb", "b")
-    assert set(item["assets"]) == {"analysis", "archive"}
+    assert set(item["assets"]) == {"analysis", "archive", "thumbnail"}
 
 
 def test_one_bad_raster_fails_its_own_partition_and_the_batch_goes_on(

@@ -19,7 +19,7 @@ from geo_platform.lib.stac.validation import validate_item
 
 from . import bad_inputs
 from .conftest import REAL_RASTER_TIERS
-from .tier_blobs import tier_blob, tier_blobs
+from .tier_blobs import thumbnail_blobs, tier_blob, tier_blobs
 
 pytestmark = pytest.mark.asset
 
@@ -49,6 +49,19 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
                     assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
         for tier in {"visualization", "analysis", "archive"} - tiers:
             assert tier_blobs(store, key, tier) == []
+        # The thumbnail is stored beside the tiers, named after its own checksum.
+        (thumbnail,) = thumbnail_blobs(store, key)
+        assert item["assets"]["thumbnail"]["href"] == store.href(*thumbnail)
+        with store.local_file(*thumbnail) as path, rasterio.open(path) as png:
+            assert png.driver == "PNG" and max(png.width, png.height) == 256
+            assert item["assets"]["thumbnail"]["file:checksum"] == "1220" + sha256_file(path)
+        # Only the geostationary disk carries a date of its own (slc.tif is not ingestable).
+        properties = item["properties"]
+        if name == "image_geos.tif":
+            assert properties["datetime"] == "2022-02-05T00:00:20Z"
+            assert properties["geo_platform:datetime_source"] == "TIFFTAG_DATETIME"
+        else:
+            assert properties["geo_platform:datetime_source"] == "blob last modified"
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
@@ -177,6 +190,8 @@ def test_replacing_a_raster_switches_its_item_from_whole_old_tiers_to_whole_new_
     # Old versions, and the new ones the crashed run left, are gone: one per tier.
     for tier in ("visualization", "analysis", "archive"):
         assert len(tier_blobs(store, key, tier)) == 1, tier
+    (thumbnail,) = thumbnail_blobs(store, key)
+    assert new_item["assets"]["thumbnail"]["href"] == store.href(*thumbnail)
 
 
 def test_output_tier_per_run_and_per_collection(settings, copy_real):
@@ -194,7 +209,8 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
 
 
 def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
-    ingest([copy_real("image_rgba.tif")], collection="ui", output_tier=None, settings=settings)
+    folder = copy_real("image_rgba.tif")
+    ingest([folder], collection="ui", output_tier=None, settings=settings)
     key = "ui/image_rgba.tif"
     for asset in (
         "raster_validation",
@@ -207,8 +223,13 @@ def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
         assert event is not None and event.dagster_event.partition == key, asset
     viz = instance.get_latest_materialization_event(dg.AssetKey("cog_visualization"))
     metadata = viz.asset_materialization.metadata
-    assert metadata["thumbnail"].value.startswith("![thumbnail](data:image/png;base64,")
-    assert metadata["compression_ratio"].value > 1
+    assert metadata["thumbnail"].value.startswith("![thumbnail](data:image/jpeg;base64,")
+    # JPEG makes the RGBA source smaller, and the figure says so the obvious way round.
+    share = int(metadata["size_vs_source"].value.split(" % of the source")[0])
+    assert 0 < share < 100
+    source_size = (folder / "image_rgba.tif").stat().st_size
+    assert share == round(100 * metadata["size_bytes"].value / source_size)
+    assert metadata["size"].value.endswith(" kB")
     assert metadata["cost_per_month_usd"].value > 0
     assert metadata["storage_class"].value == "hot"
     runs = instance.get_runs()
@@ -324,8 +345,11 @@ def test_sidecars_travel_with_their_raster_and_signed_hrefs_open(
         assert href.startswith(asset["href"] + "?") and "sig=" in href and "sp=r" in href
         with pytest.raises(rasterio.errors.RasterioIOError):
             rasterio.open(asset["href"])
-        with rasterio.open(href) as cog:
-            assert cog.bounds == pytest.approx(bounds)
+        with rasterio.open(href) as opened:
+            if name == "thumbnail":  # a PNG of ~256 px, no georeferencing
+                assert opened.driver == "PNG" and max(opened.width, opened.height) == 256
+            else:
+                assert opened.bounds == pytest.approx(bounds)
 
 
 def test_size_limits_are_checked_before_the_download(settings, copy_real, monkeypatch):

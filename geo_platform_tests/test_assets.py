@@ -1,5 +1,6 @@
 """The raster assets through dg.materialize, with the embedded resources."""
 
+import json
 import shutil
 from dataclasses import replace
 
@@ -179,6 +180,9 @@ def test_collection_summary_reports_storage_per_tier(settings, instance, real_ra
         ASSETS, selection=["collection_summary"], instance=instance, resources=dagster_resources()
     )
     report = result.asset_materializations_for_node("collection_summary")[0].metadata["report"]
+    published = json.loads((settings.blob_root / "gold/stac/sum/collection.json").read_text())
+    summary = stac_catalog(get_platform_settings()).get_collection("sum")
+    assert published["summaries"] == summary["summaries"] and published["id"] == "sum"
     tiers = report.value["sum"]["tiers"]
     assert report.value["sum"]["items"] == 2
     assert {name: figures["items"] for name, figures in tiers.items()} == {

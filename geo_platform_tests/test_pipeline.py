@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -65,6 +67,13 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
+    # Every item's collection link leads to the collection's published document.
+    document = store.href("gold", "stac/real/collection.json")
+    for item in items.values():
+        assert [(link["rel"], link["href"]) for link in item["links"]] == [("collection", document)]
+    with store.local_file("gold", "stac/real/collection.json") as path:
+        published = json.loads(path.read_text())
+    assert published["id"] == "real" and published["extent"] == collection["extent"]
     # The geostationary disk crosses 180 degrees: so does the extent, the short way round.
     extent = collection["extent"]["spatial"]["bbox"][0]
     assert extent == pytest.approx(union_bbox(i["bbox"] for i in items.values()))
@@ -350,6 +359,19 @@ def test_sidecars_travel_with_their_raster_and_signed_hrefs_open(
                 assert opened.driver == "PNG" and max(opened.width, opened.height) == 256
             else:
                 assert opened.bounds == pytest.approx(bounds)
+    # The collection link resolves too: to the collection's published document.
+    (link,) = [
+        link for link in json.loads(signed.output)["features"][0]["links"]
+        if link["rel"] == "collection"
+    ]  # fmt: skip
+    if settings.profile.value == "embedded":
+        collection = json.loads(Path(link["href"]).read_text())
+    else:
+        assert "sig=" in link["href"]
+        with urllib.request.urlopen(link["href"]) as answer:
+            collection = json.load(answer)
+    assert collection["id"] == "png" and collection["type"] == "Collection"
+    assert collection["extent"]["spatial"]["bbox"][0] == pytest.approx(item["bbox"])
 
 
 def test_size_limits_are_checked_before_the_download(settings, copy_real, monkeypatch):

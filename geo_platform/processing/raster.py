@@ -50,6 +50,7 @@ from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import ThumbnailRef, build_item
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.processing.stac_documents import collection_href, publish_collection
 from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import LimitSettings, PriceSettings
@@ -409,6 +410,7 @@ def _item(
             source_path=str(source),
             thumbnail=thumbnail,
             overview_resampling=read_from.overview_resampling,
+            collection_href=collection_href(ctx.blob_store, collection_id(key)),
         )
 
 
@@ -449,7 +451,7 @@ def process_rasters(
     item is yielded once the item is stored (or with the write's error)."""
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
-    writer = _ItemWriter(catalog, ctx.blob_store)
+    writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raster") as pool:
         for outcome in _bounded(
             pool, keys, lambda key: process_raster(key, plan, ctx), workers * 2
@@ -494,9 +496,10 @@ class _ItemWriter:
     """Writes items in batches: creates missing collections, retries transient errors,
     and falls back to one item at a time when a batch is refused."""
 
-    def __init__(self, catalog: StacCatalog, store: BlobStore) -> None:
+    def __init__(self, catalog: StacCatalog, store: BlobStore, scratch: Path) -> None:
         self.catalog = catalog
         self.store = store
+        self.scratch = scratch
         self.known_collections: set[str] = set()
 
     def write(self, outcomes: list[RasterOutcome]) -> Iterator[RasterOutcome]:
@@ -552,9 +555,10 @@ class _ItemWriter:
                 self.catalog.upsert_items(items)
                 # Extents grow as items are written: no re-reading of the collection.
                 for collection, written in by_collection.items():
-                    self.catalog.update_collection(
+                    updated = self.catalog.update_collection(
                         collection, partial(_extended, collection, written)
                     )
+                    publish_collection(self.store, updated, self.scratch)
 
     @staticmethod
     def _fail(outcome: RasterOutcome, reason: str, *, transient: bool = False) -> None:

@@ -11,6 +11,22 @@ import pystac
 from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.settings import PriceSettings
 
+# Each collection's document is published as a blob, where its items' collection link
+# points: a STAC client resolves it without the catalog's database.
+COLLECTION_DOCUMENTS_CONTAINER = "gold"
+
+
+def collection_document_key(collection_id: str) -> str:
+    """``landsat`` -> ``stac/landsat/collection.json`` (the static-catalog layout)."""
+    return f"stac/{collection_id}/collection.json"
+
+
+def collection_document(collection: dict[str, Any], href: str) -> dict[str, Any]:
+    """The published copy of a collection: the catalog's, with a self link at ``href``."""
+    links = [link for link in collection.get("links") or [] if link.get("rel") != "self"]
+    links.append({"rel": "self", "href": href, "type": "application/json"})
+    return {**collection, "links": links}
+
 
 def new_collection(collection_id: str) -> dict[str, Any]:
     """A minimal valid collection, so that items can be loaded before any summary exists."""

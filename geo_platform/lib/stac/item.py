@@ -69,6 +69,7 @@ def build_item(
     source_path: str | None = None,
     thumbnail: ThumbnailRef | None = None,
     overview_resampling: str | None = None,
+    collection_href: str | None = None,
 ) -> dict:
     """One item per raster: an asset per stored tier (and the thumbnail), projection
     and raster fields.
@@ -77,7 +78,8 @@ def build_item(
     analysis tier, whose overviews make statistics cheap). The datetime is the
     source's own (``source_path``, else ``gdal_path``), else ``fallback_datetime``
     (the blob's modification time), so that re-ingesting the same file gives the same
-    item; ``geo_platform:datetime_source`` says which.
+    item; ``geo_platform:datetime_source`` says which. ``collection_href``: where the
+    collection's document is published (the collection link's href; else its id).
     """
     tiers = sorted(tiers, key=lambda ref: list(Tier).index(ref.tier))
     collection = collection_id(blob_key)
@@ -109,7 +111,9 @@ def build_item(
         )
         _apply_projection(ProjectionExtension.ext(item, add_if_missing=True), src)
         bands = raster_bands(src)
-    item.add_link(pystac.Link(pystac.RelType.COLLECTION, collection, pystac.MediaType.JSON))
+    item.add_link(
+        pystac.Link(pystac.RelType.COLLECTION, collection_href or collection, pystac.MediaType.JSON)
+    )
     for ref in tiers:
         item.add_asset(ref.tier.value, _asset(ref))
         asset = item.assets[ref.tier.value]

@@ -67,6 +67,8 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
+    # Items say proj:code (projection v2); the summary still gathers their EPSG codes.
+    assert {3857, 4326} <= set(collection["summaries"]["proj:epsg"])
     # Every item's collection link leads to the collection's published document.
     document = store.href("gold", "stac/real/collection.json")
     for item in items.values():

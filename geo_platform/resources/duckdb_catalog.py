@@ -241,9 +241,13 @@ class DuckDBCatalog(StacCatalog):
                 "SELECT json_extract(content, '$.bbox')::DOUBLE[] FROM items WHERE collection = ?",
                 [collection_id],
             ).fetchall()
+            # proj:code ("EPSG:32660", projection v2) or, in older items, proj:epsg.
             epsg = con.execute(
-                "SELECT DISTINCT TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') "
-                "AS INTEGER) AS code FROM items WHERE collection = ? AND code IS NOT NULL "
+                "SELECT DISTINCT COALESCE("
+                "TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') AS INTEGER), "
+                "TRY_CAST(regexp_extract(json_extract_string(content, "
+                "'$.properties.\"proj:code\"'), '^EPSG:([0-9]+)$', 1) AS INTEGER)"
+                ") AS code FROM items WHERE collection = ? AND code IS NOT NULL "
                 "ORDER BY code",
                 [collection_id],
             ).fetchall()

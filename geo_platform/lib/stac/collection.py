@@ -84,13 +84,23 @@ def extend_collection(
             for asset in item.get("assets", {}).values()
             if (tier := asset.get("geo_platform:tier"))
         )
-        if item["properties"].get("proj:epsg"):
-            epsg.add(item["properties"]["proj:epsg"])
+        if code := _epsg(item["properties"]):
+            epsg.add(code)
     summaries["geo_platform:tiers"] = sorted(tiers)
     if epsg:
         summaries["proj:epsg"] = sorted(epsg)
     extended["summaries"] = summaries
     return extended
+
+
+def _epsg(properties: dict[str, Any]) -> int | None:
+    """The EPSG code of an item: ``proj:code`` (``EPSG:32660``, projection v2) or, in
+    older items, ``proj:epsg``."""
+    code = properties.get("proj:code")
+    if isinstance(code, str) and code.startswith("EPSG:") and code[5:].isdigit():
+        return int(code[5:])
+    epsg = properties.get("proj:epsg")
+    return epsg if isinstance(epsg, int) else None
 
 
 def _bbox_2d(bbox: list[float]) -> list[float]:

@@ -7,7 +7,14 @@ import rasterio
 
 from geo_platform.lib.h3.item import build_grid_item
 from geo_platform.lib.raster.cog import write_cog_tiers
-from geo_platform.lib.raster.tiers import Tier, TierRef, is_tier_version, tier_blob_key
+from geo_platform.lib.raster.tiers import (
+    Tier,
+    TierRef,
+    is_thumbnail_version,
+    is_tier_version,
+    thumbnail_blob_key,
+    tier_blob_key,
+)
 from geo_platform.lib.stac.collection import (
     CollectionAggregate,
     TierAggregate,
@@ -79,6 +86,11 @@ def test_no_two_blob_keys_share_an_item_id_or_a_tier_blob():
     for name in silver[:600]:
         owners = [(t, k) for k in sample for t in Tier if is_tier_version(t, k, name)]
         assert len(owners) <= 1, (name, owners)
+    # Thumbnails (silver too) are one per key, and never read as another key's.
+    thumbnails = [thumbnail_blob_key(k, sha) for k in keys]
+    assert len(set(thumbnails) | set(silver)) == len(thumbnails) + len(silver)
+    for name in thumbnails[:600]:
+        assert sum(is_thumbnail_version(k, name) for k in sample) <= 1, name
     bronze_named_like_a_tier = "c/a.analysis.0123456789ab.tif"
     own = tier_blob_key(Tier.ANALYSIS, bronze_named_like_a_tier, sha)
     assert not is_tier_version(Tier.ANALYSIS, "c/a.tif", own)

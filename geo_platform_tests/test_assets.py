@@ -274,3 +274,27 @@ def test_tier_metadata_and_thumbnail_read_as_a_gis_user_expects(settings, instan
     assert thumbnail["file:size"] == png.stat().st_size
     with rasterio.open(png) as image:
         assert (image.width, image.height) == (256, 256)
+
+
+def test_an_item_that_does_not_validate_is_not_written_and_the_previous_one_stays(
+    settings, instance, real_rasters, monkeypatch
+):
+    _land(settings, real_rasters, "image_rgb.tif", "gate/c.tif")
+    assert _materialize(instance, "gate/c.tif", ALL).success
+    catalog = stac_catalog(get_platform_settings())
+    before = catalog.get_item("gate", "c")
+    (analysis,) = tier_files(settings.blob_root, "gate/c.tif", "analysis")
+
+    monkeypatch.setattr(processing, "validate_item", lambda item: ["schema: (simulated)"])
+    _land(settings, real_rasters, "image_web.tif", "gate/c.tif")
+    result = _materialize(instance, "gate/c.tif", ALL)
+    assert not result.success
+    evaluations = {
+        (c.asset_key.to_user_string(), c.check_name): (c.passed, c.partition)
+        for c in result.get_asset_check_evaluations()
+    }
+    assert evaluations[("stac_item", "item_valid")] == (False, "gate/c.tif")
+    assert _materialized_partitions(result, "stac_item") == set()
+    assert catalog.get_item("gate", "c") == before
+    # The item still points at files that exist.
+    assert analysis.exists() and before["assets"]["analysis"]["href"].endswith(analysis.name)

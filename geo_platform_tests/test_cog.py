@@ -205,7 +205,7 @@ def test_visualization_of_a_raster_with_nodata_masks_exactly_its_valid_pixels(
 def test_described_tier_reads_as_a_gis_user_expects(real_rasters, tmp_path):
     cog = write_cog_tiers(real_rasters / "image_2000px.tif", [Tier.ANALYSIS], tmp_path)
     path = cog[Tier.ANALYSIS].path
-    described = describe_cog(path, source_size=path.stat().st_size * 4)
+    described = describe_cog(path, source_size=path.stat().st_size * 4, crs="EPSG:4326")
     assert described["size_vs_source"] == "25 % of the source"
     assert described["size"].endswith(" kB") or described["size"].endswith(" MB")
     assert described["crs"] == "EPSG:4326"

@@ -278,7 +278,7 @@ def _store_tier(
     blob_key = tier_blob_key(cog.tier, key, cog.sha256)
     # Read before the file is handed to the store (which may move it).
     thumbnail = thumbnail_markdown(cog.path)
-    described = describe_cog(cog.path, info.size_bytes)
+    described = describe_cog(cog.path, info.size_bytes, info.crs)
     stored = store.upload_file(
         cog.path,
         spec.container,

@@ -24,12 +24,15 @@ def size_vs_source(size: int, source_size: int) -> str:
     return f"{share:.0f} % of the source" if share >= 1 else f"{share:.2f} % of the source"
 
 
-def describe_cog(path: str | Path, source_size: int) -> dict[str, Any]:
+def describe_cog(path: str | Path, source_size: int, crs: str) -> dict[str, Any]:
     """Sizes (bytes and human), size versus the source, CRS, dimensions, data type,
-    compression, block size, overview levels and how invalid pixels are marked."""
+    compression, block size, overview levels and how invalid pixels are marked.
+
+    ``crs``: as validation named it (identifying a CRS in the EPSG database anew costs
+    ~0.3 s for one without an EPSG code).
+    """
     size = Path(path).stat().st_size
     with rasterio.open(path) as src:
-        epsg = src.crs.to_epsg() if src.crs else None
         block_h, block_w = src.block_shapes[0]
         factors = src.overviews(1)
         flags = src.mask_flag_enums[0]
@@ -45,7 +48,7 @@ def describe_cog(path: str | Path, source_size: int) -> dict[str, Any]:
             "size_bytes": size,
             "source_size": human_bytes(source_size),
             "size_vs_source": size_vs_source(size, source_size),
-            "crs": f"EPSG:{epsg}" if epsg else (src.crs.to_string() if src.crs else "none"),
+            "crs": crs,
             "dimensions": f"{src.width} x {src.height} px, {src.count} band(s)",
             "data_type": src.dtypes[0],
             "compression": compression,

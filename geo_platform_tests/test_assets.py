@@ -1,9 +1,12 @@
 """The raster assets through dg.materialize, with the embedded resources."""
 
+import json
 import shutil
+from dataclasses import replace
 
 import dagster as dg
 import pytest
+import rasterio
 
 from geo_platform.backends import dagster_resources, stac_catalog
 from geo_platform.defs.raster.assets import FAILED_RASTERS, raster_pipeline
@@ -68,7 +71,7 @@ def test_a_tier_that_does_not_apply_is_not_recorded_as_materialized(
     assert "3-band uint8" in validation.metadata["skip_visualization"].value
     assert tier_files(settings.blob_root, "dem/float.tif", "visualization") == []
     item = stac_catalog(get_platform_settings()).get_item("dem", "float")
-    assert set(item["assets"]) == {"analysis", "archive"}
+    assert set(item["assets"]) == {"analysis", "archive", "thumbnail"}
 
 
 def test_run_config_output_tier_writes_only_what_it_names(settings, instance, real_rasters):
@@ -97,7 +100,7 @@ def test_stac_item_sees_tiers_written_by_earlier_runs(settings, instance, real_r
         instance, "rgb/b.tif", ["raster_validation", "cog_analysis", "stac_item"]
     ).success
     item = stac_catalog(get_platform_settings()).get_item("rgb", "b")
-    assert set(item["assets"]) == {"analysis", "archive"}
+    assert set(item["assets"]) == {"analysis", "archive", "thumbnail"}
 
 
 def test_one_bad_raster_fails_its_own_partition_and_the_batch_goes_on(
@@ -177,6 +180,9 @@ def test_collection_summary_reports_storage_per_tier(settings, instance, real_ra
         ASSETS, selection=["collection_summary"], instance=instance, resources=dagster_resources()
     )
     report = result.asset_materializations_for_node("collection_summary")[0].metadata["report"]
+    published = json.loads((settings.blob_root / "gold/stac/sum/collection.json").read_text())
+    summary = stac_catalog(get_platform_settings()).get_collection("sum")
+    assert published["summaries"] == summary["summaries"] and published["id"] == "sum"
     tiers = report.value["sum"]["tiers"]
     assert report.value["sum"]["items"] == 2
     assert {name: figures["items"] for name, figures in tiers.items()} == {
@@ -187,3 +193,108 @@ def test_collection_summary_reports_storage_per_tier(settings, instance, real_ra
     assert tiers["analysis"]["bytes"] == sum(
         tier_file(settings.blob_root, f"sum/{n}.tif", "analysis").stat().st_size for n in ("a", "b")
     )
+
+
+def test_a_tier_that_loses_pixels_is_not_published_even_when_its_checks_are_not_selected(
+    settings, instance, real_rasters, monkeypatch
+):
+    """lossless gates publication too, and the gates run whether the run selected the
+    checks or not (a run of the assets alone must not publish an unchecked tier)."""
+    _land(settings, real_rasters, "image_rgb.tif", "gate/b.tif")
+    assert _materialize(instance, "gate/b.tif", ALL).success
+    catalog = stac_catalog(get_platform_settings())
+    before = catalog.get_item("gate", "b")
+    archive_before = tier_files(settings.blob_root, "gate/b.tif", "archive")
+
+    real_compare = processing.compare_pixels
+
+    def lossy_archive(source, path):
+        result = real_compare(source, path)
+        if ".archive." in str(path):
+            return replace(result, identical=False, problems=("pixel values differ (simulated)",))
+        return result
+
+    monkeypatch.setattr(processing, "compare_pixels", lossy_archive)
+    _land(settings, real_rasters, "image_web.tif", "gate/b.tif")
+    result = _materialize(instance, "gate/b.tif", ALL)
+    assert not result.success
+    evaluations = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed
+        for c in result.get_asset_check_evaluations()
+    }
+    assert evaluations[("cog_archive", "lossless")] is False
+    assert _materialized_partitions(result, "cog_archive") == set()
+    assert _materialized_partitions(result, "stac_item") == set()
+    assert tier_files(settings.blob_root, "gate/b.tif", "archive") == archive_before
+    assert catalog.get_item("gate", "b") == before
+
+    unchecked = dg.AssetSelection.assets(*ALL).without_checks()
+    result = _materialize(instance, "gate/b.tif", unchecked)
+    assert not result.success
+    assert result.get_asset_check_evaluations() == []
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "cog_archive failed lossless" in failure.step_failure_data.user_failure_data.description
+    assert catalog.get_item("gate", "b") == before
+
+
+def test_tier_metadata_and_thumbnail_read_as_a_gis_user_expects(settings, instance, tmp_path):
+    from .test_cog import _class_raster
+
+    source = _class_raster(tmp_path / "classes.tif")
+    target = settings.blob_root / "bronze" / "landcover" / "classes.tif"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+    result = _materialize(instance, "landcover/classes.tif", ALL)
+    assert result.success
+    analysis = next(
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey("cog_analysis")
+    )
+    meta = {name: value.value for name, value in analysis.metadata.items()}
+    stored = tier_file(settings.blob_root, "landcover/classes.tif", "analysis")
+    assert meta["size_bytes"] == stored.stat().st_size
+    assert meta["size"].endswith("kB")
+    share = stored.stat().st_size / source.stat().st_size * 100
+    assert meta["size_vs_source"] == f"{share:.0f} % of the source"
+    assert meta["crs"] == "EPSG:32632"
+    assert meta["dimensions"] == "1536 x 1536 px, 1 band(s)"
+    assert meta["data_type"] == "uint8" and meta["block_size"] == "512 x 512"
+    assert meta["overview_levels"] == "1/2, 1/4"
+    assert meta["overview_resampling"].startswith("mode (categorical")
+    assert meta["thumbnail"].startswith("![thumbnail](data:image/jpeg;base64,")
+    assert "compression_ratio" not in meta
+
+    item = stac_catalog(get_platform_settings()).get_item("landcover", "classes")
+    assert item["properties"]["geo_platform:overview_resampling"] == "mode"
+    thumbnail = item["assets"]["thumbnail"]
+    assert thumbnail["roles"] == ["thumbnail"] and thumbnail["type"] == "image/png"
+    (png,) = (settings.blob_root / "silver" / "landcover").glob("classes.thumbnail.*.png")
+    assert thumbnail["href"].endswith(png.name)
+    assert thumbnail["file:size"] == png.stat().st_size
+    with rasterio.open(png) as image:
+        assert (image.width, image.height) == (256, 256)
+
+
+def test_an_item_that_does_not_validate_is_not_written_and_the_previous_one_stays(
+    settings, instance, real_rasters, monkeypatch
+):
+    _land(settings, real_rasters, "image_rgb.tif", "gate/c.tif")
+    assert _materialize(instance, "gate/c.tif", ALL).success
+    catalog = stac_catalog(get_platform_settings())
+    before = catalog.get_item("gate", "c")
+    (analysis,) = tier_files(settings.blob_root, "gate/c.tif", "analysis")
+
+    monkeypatch.setattr(processing, "validate_item", lambda item: ["schema: (simulated)"])
+    _land(settings, real_rasters, "image_web.tif", "gate/c.tif")
+    result = _materialize(instance, "gate/c.tif", ALL)
+    assert not result.success
+    evaluations = {
+        (c.asset_key.to_user_string(), c.check_name): (c.passed, c.partition)
+        for c in result.get_asset_check_evaluations()
+    }
+    assert evaluations[("stac_item", "item_valid")] == (False, "gate/c.tif")
+    assert _materialized_partitions(result, "stac_item") == set()
+    assert catalog.get_item("gate", "c") == before
+    # The item still points at files that exist.
+    assert analysis.exists() and before["assets"]["analysis"]["href"].endswith(analysis.name)

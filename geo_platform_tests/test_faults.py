@@ -131,7 +131,7 @@ def test_killed_ingest_is_failed_reclaimed_and_rerun_to_one_consistent_item(
 
     (item,) = stac_catalog(settings).search(collections=["crash"], limit=None)
     store = blob_store(settings)
-    assert set(item["assets"]) == {"visualization", "analysis", "archive"}
+    assert set(item["assets"]) == {"visualization", "analysis", "archive", "thumbnail"}
     for tier in Tier:
         asset = item["assets"][tier.value]
         container, key = tier_blob(store, "crash/big.tif", tier.value)

@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import urllib.request
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -19,7 +21,7 @@ from geo_platform.lib.stac.validation import validate_item
 
 from . import bad_inputs
 from .conftest import REAL_RASTER_TIERS
-from .tier_blobs import tier_blob, tier_blobs
+from .tier_blobs import thumbnail_blobs, tier_blob, tier_blobs
 
 pytestmark = pytest.mark.asset
 
@@ -37,7 +39,7 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
     for name, tiers in REAL_RASTER_TIERS.items():
         key = f"real/{name}"
         item = items[name.removesuffix(".tif")]
-        assert set(item["assets"]) == tiers, name
+        assert set(item["assets"]) == tiers | {"thumbnail"}, name
         assert validate_item(item) == []
         for tier in tiers:
             container, blob = tier_blob(store, key, tier)
@@ -49,9 +51,31 @@ def test_every_real_raster_goes_all_the_way(profile_settings, copy_real):
                     assert compare_pixels(folder / name, path).identical, f"{key} {tier}"
         for tier in {"visualization", "analysis", "archive"} - tiers:
             assert tier_blobs(store, key, tier) == []
+        # The thumbnail is stored beside the tiers, named after its own checksum.
+        (thumbnail,) = thumbnail_blobs(store, key)
+        assert item["assets"]["thumbnail"]["href"] == store.href(*thumbnail)
+        with store.local_file(*thumbnail) as path, rasterio.open(path) as png:
+            assert png.driver == "PNG" and max(png.width, png.height) == 256
+            assert item["assets"]["thumbnail"]["file:checksum"] == "1220" + sha256_file(path)
+        # Only the geostationary disk carries a date of its own (slc.tif is not ingestable).
+        properties = item["properties"]
+        if name == "image_geos.tif":
+            assert properties["datetime"] == "2022-02-05T00:00:20Z"
+            assert properties["geo_platform:datetime_source"] == "TIFFTAG_DATETIME"
+        else:
+            assert properties["geo_platform:datetime_source"] == "blob last modified"
 
     collection = catalog.get_collection("real")
     assert collection["summaries"]["geo_platform:tiers"] == ["analysis", "archive", "visualization"]
+    # Items say proj:code (projection v2); the summary still gathers their EPSG codes.
+    assert {3857, 4326} <= set(collection["summaries"]["proj:epsg"])
+    # Every item's collection link leads to the collection's published document.
+    document = store.href("gold", "stac/real/collection.json")
+    for item in items.values():
+        assert [(link["rel"], link["href"]) for link in item["links"]] == [("collection", document)]
+    with store.local_file("gold", "stac/real/collection.json") as path:
+        published = json.loads(path.read_text())
+    assert published["id"] == "real" and published["extent"] == collection["extent"]
     # The geostationary disk crosses 180 degrees: so does the extent, the short way round.
     extent = collection["extent"]["spatial"]["bbox"][0]
     assert extent == pytest.approx(union_bbox(i["bbox"] for i in items.values()))
@@ -177,6 +201,8 @@ def test_replacing_a_raster_switches_its_item_from_whole_old_tiers_to_whole_new_
     # Old versions, and the new ones the crashed run left, are gone: one per tier.
     for tier in ("visualization", "analysis", "archive"):
         assert len(tier_blobs(store, key, tier)) == 1, tier
+    (thumbnail,) = thumbnail_blobs(store, key)
+    assert new_item["assets"]["thumbnail"]["href"] == store.href(*thumbnail)
 
 
 def test_output_tier_per_run_and_per_collection(settings, copy_real):
@@ -186,14 +212,16 @@ def test_output_tier_per_run_and_per_collection(settings, copy_real):
     ingest([folder], collection="viz_only", output_tier=None, settings=settings)
     ingest([folder], collection="per_run", output_tier="archive", settings=settings)
     catalog = stac_catalog(settings)
-    assert set(catalog.get_item("viz_only", "image_rgb")["assets"]) == {"visualization"}
-    assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive"}
+    viz_only = catalog.get_item("viz_only", "image_rgb")
+    assert set(viz_only["assets"]) == {"visualization", "thumbnail"}
+    assert set(catalog.get_item("per_run", "image_rgb")["assets"]) == {"archive", "thumbnail"}
     store = blob_store(settings)
     assert tier_blobs(store, "viz_only/image_rgb.tif", "analysis") == []
 
 
 def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
-    ingest([copy_real("image_rgba.tif")], collection="ui", output_tier=None, settings=settings)
+    folder = copy_real("image_rgba.tif")
+    ingest([folder], collection="ui", output_tier=None, settings=settings)
     key = "ui/image_rgba.tif"
     for asset in (
         "raster_validation",
@@ -206,8 +234,13 @@ def test_runs_and_metadata_are_on_the_instance(settings, copy_real, instance):
         assert event is not None and event.dagster_event.partition == key, asset
     viz = instance.get_latest_materialization_event(dg.AssetKey("cog_visualization"))
     metadata = viz.asset_materialization.metadata
-    assert metadata["thumbnail"].value.startswith("![thumbnail](data:image/png;base64,")
-    assert metadata["compression_ratio"].value > 1
+    assert metadata["thumbnail"].value.startswith("![thumbnail](data:image/jpeg;base64,")
+    # JPEG makes the RGBA source smaller, and the figure says so the obvious way round.
+    share = int(metadata["size_vs_source"].value.split(" % of the source")[0])
+    assert 0 < share < 100
+    source_size = (folder / "image_rgba.tif").stat().st_size
+    assert share == round(100 * metadata["size_bytes"].value / source_size)
+    assert metadata["size"].value.endswith(" kB")
     assert metadata["cost_per_month_usd"].value > 0
     assert metadata["storage_class"].value == "hot"
     runs = instance.get_runs()
@@ -247,7 +280,8 @@ def test_cli_ingest_and_search(settings, copy_real, real_rasters, tmp_path):
     collection = json.loads(found.output)
     assert collection["type"] == "FeatureCollection"
     assert [f["id"] for f in collection["features"]] == ["image_web"]
-    for asset in collection["features"][0]["assets"].values():
+    tiers = collection["features"][0]["assets"].values()
+    for asset in (a for a in tiers if "geo_platform:tier" in a):
         with rasterio.open(asset["href"]) as cog:
             assert cog.width == web.width
     none = runner.invoke(main, ["stac", "search", "--datetime", "1990-01-01/1990-12-31"])
@@ -322,8 +356,24 @@ def test_sidecars_travel_with_their_raster_and_signed_hrefs_open(
         assert href.startswith(asset["href"] + "?") and "sig=" in href and "sp=r" in href
         with pytest.raises(rasterio.errors.RasterioIOError):
             rasterio.open(asset["href"])
-        with rasterio.open(href) as cog:
-            assert cog.bounds == pytest.approx(bounds)
+        with rasterio.open(href) as opened:
+            if name == "thumbnail":  # a PNG of ~256 px, no georeferencing
+                assert opened.driver == "PNG" and max(opened.width, opened.height) == 256
+            else:
+                assert opened.bounds == pytest.approx(bounds)
+    # The collection link resolves too: to the collection's published document.
+    (link,) = [
+        link for link in json.loads(signed.output)["features"][0]["links"]
+        if link["rel"] == "collection"
+    ]  # fmt: skip
+    if settings.profile.value == "embedded":
+        collection = json.loads(Path(link["href"]).read_text())
+    else:
+        assert "sig=" in link["href"]
+        with urllib.request.urlopen(link["href"]) as answer:
+            collection = json.load(answer)
+    assert collection["id"] == "png" and collection["type"] == "Collection"
+    assert collection["extent"]["spatial"]["bbox"][0] == pytest.approx(item["bbox"])
 
 
 def test_size_limits_are_checked_before_the_download(settings, copy_real, monkeypatch):

@@ -16,7 +16,7 @@ from geo_platform.lib.blob_scan import ListedBlob
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.reconcile import RasterState, plan_reconcile
 
-from .tier_blobs import tier_files
+from .tier_blobs import tier_blobs, tier_files
 
 NOW = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(hours=2)
@@ -137,10 +137,14 @@ def test_backfill_rebuilds_a_collection_after_its_output_tier_changed(settings, 
         "visualization",
         "analysis",
         "archive",
+        "thumbnail",
     }
     settings.collections_path.write_text("bf:\n  output_tier: analysis\n")
     result = CliRunner().invoke(main, ["backfill", "--collection", "bf", "--batch-size", "1"])
     assert result.exit_code == 0, result.output
     assert "2 ok, 0 failed" in result.output
     for name in ("image_rgb", "image_web"):
-        assert set(catalog.get_item("bf", name)["assets"]) == {"analysis"}
+        # Tiers no longer requested leave the item, and their files go with them.
+        assert set(catalog.get_item("bf", name)["assets"]) == {"analysis", "thumbnail"}
+        for tier in ("visualization", "archive"):
+            assert tier_blobs(blob_store(settings), f"bf/{name}.tif", tier) == []

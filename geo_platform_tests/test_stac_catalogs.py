@@ -673,7 +673,13 @@ def test_collection_aggregate_is_computed_from_the_items(catalog, naip_collectio
     items = []
     for n, original in enumerate(naip_items[:30]):
         item = copy.deepcopy(original)
-        item["properties"]["proj:epsg"] = 26916 + n % 2
+        # Older items carry proj:epsg, projection v2 items proj:code: both count.
+        item["properties"].pop("proj:code", None)
+        item["properties"].pop("proj:epsg", None)
+        if n % 2:
+            item["properties"]["proj:code"] = "EPSG:26917"
+        else:
+            item["properties"]["proj:epsg"] = 26916
         item["assets"] = {
             "analysis": {"href": f"a{n}.tif", "file:size": 1000 + n,
                          "geo_platform:tier": "analysis", "geo_platform:storage_class": "hot"},

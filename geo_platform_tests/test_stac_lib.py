@@ -1,9 +1,20 @@
+import copy
 import datetime as dt
+import shutil
 
 import pytest
+import rasterio
 
+from geo_platform.lib.h3.item import build_grid_item
 from geo_platform.lib.raster.cog import write_cog_tiers
-from geo_platform.lib.raster.tiers import Tier, TierRef, is_tier_version, tier_blob_key
+from geo_platform.lib.raster.tiers import (
+    Tier,
+    TierRef,
+    is_thumbnail_version,
+    is_tier_version,
+    thumbnail_blob_key,
+    tier_blob_key,
+)
 from geo_platform.lib.stac.collection import (
     CollectionAggregate,
     TierAggregate,
@@ -14,6 +25,7 @@ from geo_platform.lib.stac.collection import (
 from geo_platform.lib.stac.ids import collection_id, item_id
 from geo_platform.lib.stac.item import build_item
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.lib.vector.item import build_vector_item
 from geo_platform.settings import PriceSettings
 
 from .conftest import REAL_RASTER_TIERS
@@ -74,6 +86,11 @@ def test_no_two_blob_keys_share_an_item_id_or_a_tier_blob():
     for name in silver[:600]:
         owners = [(t, k) for k in sample for t in Tier if is_tier_version(t, k, name)]
         assert len(owners) <= 1, (name, owners)
+    # Thumbnails (silver too) are one per key, and never read as another key's.
+    thumbnails = [thumbnail_blob_key(k, sha) for k in keys]
+    assert len(set(thumbnails) | set(silver)) == len(thumbnails) + len(silver)
+    for name in thumbnails[:600]:
+        assert sum(is_thumbnail_version(k, name) for k in sample) <= 1, name
     bronze_named_like_a_tier = "c/a.analysis.0123456789ab.tif"
     own = tier_blob_key(Tier.ANALYSIS, bronze_named_like_a_tier, sha)
     assert not is_tier_version(Tier.ANALYSIS, "c/a.tif", own)
@@ -95,20 +112,94 @@ def test_items_of_real_rasters_validate(real_rasters, tmp_path, name):
     assert (west > east) == (name == "image_geos.tif")
 
 
-def test_datetime_comes_from_the_file_else_the_fallback(real_rasters, tmp_path):
+def test_datetime_comes_from_the_source_else_the_fallback_and_says_which(real_rasters, tmp_path):
     geos, _ = _item(real_rasters, tmp_path / "g", "image_geos.tif")
     assert geos["properties"]["datetime"] == "2022-02-05T00:00:20Z"
+    assert geos["properties"]["geo_platform:datetime_source"] == "TIFFTAG_DATETIME"
     rgb, _ = _item(real_rasters, tmp_path / "r", "image_rgb.tif")
     assert rgb["properties"]["datetime"] == "2024-05-01T00:00:00Z"
+    assert rgb["properties"]["geo_platform:datetime_source"] == "blob last modified"
+    # Read from the source, not the tier: a tier without the tag does not lose the date.
+    dated = tmp_path / "dated.tif"
+    shutil.copy2(real_rasters / "image_rgb.tif", dated)
+    with rasterio.open(dated, "r+") as src:
+        src.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="2021-06-30T10:11:12Z")
+    cogs = write_cog_tiers(real_rasters / "image_rgb.tif", [Tier.ANALYSIS], tmp_path / "d")
+    ref = TierRef(Tier.ANALYSIS, "a", "a", 1, "0" * 64)
+    item = build_item(
+        str(cogs[Tier.ANALYSIS].path), "d/a.tif", [ref], source_sha256="0" * 64,
+        fallback_datetime=FALLBACK, source_path=str(dated),
+    )  # fmt: skip
+    assert item["properties"]["datetime"] == "2021-06-30T10:11:12Z"
+    assert item["properties"]["geo_platform:datetime_source"] == "IMAGERY:ACQUISITIONDATETIME"
+
+
+def test_band_statistics_count_valid_pixels_and_gsd_is_given_where_projected(
+    real_rasters, tmp_path
+):
+    rgb, _ = _item(real_rasters, tmp_path / "r", "image_rgb.tif")
+    for band in rgb["assets"]["analysis"]["raster:bands"]:
+        assert band["statistics"]["valid_percent"] == 100.0  # fully valid, not 0.0004
+    nodata, _ = _item(real_rasters, tmp_path / "n", "image_nodata.tif")
+    with rasterio.open(real_rasters / "image_nodata.tif") as src:
+        data = src.read(1, masked=True)
+        valid = 100 * data.count() / data.size
+    (band,) = nodata["assets"]["analysis"]["raster:bands"]
+    assert band["nodata"] == -9999
+    assert band["statistics"]["valid_percent"] == pytest.approx(valid, abs=0.01)
+    assert band["statistics"]["minimum"] == data.min()
+    assert nodata["properties"]["gsd"] == 300.0  # metres, Lambert conformal conic
+    nan, _ = _item(real_rasters, tmp_path / "f", "image_nan.tif")
+    assert "gsd" not in nan["properties"]  # degrees: no ground sample distance
+    (band,) = nan["assets"]["analysis"]["raster:bands"]
+    assert band["nodata"] == "nan" and 0 < band["statistics"]["valid_percent"] < 100
 
 
 def test_validation_reports_what_is_wrong(real_rasters, tmp_path):
     item, _ = _item(real_rasters, tmp_path, "image_rgb.tif")
-    del item["properties"]["datetime"]
-    item["assets"]["analysis"]["file:size"] = -1
-    problems = validate_item(item)
+    assert {uri.split("/")[3] for uri in item["stac_extensions"]} == {
+        "projection",
+        "raster",
+        "file",
+    }
+    broken = copy.deepcopy(item)
+    del broken["properties"]["datetime"]
+    broken["assets"]["analysis"]["file:size"] = "big"
+    broken["assets"]["analysis"]["raster:bands"][0]["data_type"] = "uint9"
+    broken["properties"]["proj:shape"] = [512]
+    problems = validate_item(broken)
     assert any("datetime" in p for p in problems)
-    assert any("file:size" in p for p in problems)
+    assert any(p.startswith("file: assets/analysis/file:size") for p in problems)
+    assert any(p.startswith("raster: assets/analysis/raster:bands/0/data_type") for p in problems)
+    assert any(p.startswith("projection: properties/proj:shape") for p in problems)
+    unknown = copy.deepcopy(item)
+    unknown["stac_extensions"].append("https://stac-extensions.github.io/eo/v1.1.0/schema.json")
+    assert validate_item(unknown) == [
+        "extension https://stac-extensions.github.io/eo/v1.1.0/schema.json: "
+        "no bundled schema, it cannot be validated"
+    ]
+
+
+def test_vector_and_h3_items_validate_against_their_extensions():
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    record = {
+        "table": "roads", "footprint": {"type": "Point", "coordinates": [6.0, 46.0]},
+        "bbox": [6.0, 46.0, 6.0, 46.0], "geometry_types": ["Point"], "srid": 4326,
+        "columns": [{"name": "name", "type": "string", "source": "name", "why": None}],
+        "rows": 3,
+    }  # fmt: skip
+    vector = build_vector_item(
+        "v/roads.geojson", record, source_sha256="0" * 64, loaded_at=when, table_location="t"
+    )
+    export = {"href": "gold/h3.parquet", "size": 10, "sha256": "0" * 64}
+    grid = build_grid_item(
+        resolution=2, base_cell=None, rows=5, table_location="t", export=export, created=when
+    )
+    for item in (vector, grid):
+        assert any("/table/" in uri for uri in item["stac_extensions"])
+        assert validate_item(item) == []
+        item["properties"]["table:row_count"] = "many"
+        assert any(p.startswith("table: properties/table:row_count") for p in validate_item(item))
 
 
 def test_collection_summary_has_extent_and_cost_per_tier():

@@ -79,7 +79,12 @@ def test_a_big_raster_becomes_tiles_with_lineage_and_a_mosaic_that_is_the_source
 
     # A raster under the threshold stays whole: no tiles, its tiers as before.
     assert "image_rgb" in items and not any(i.startswith("image_rgb!") for i in items)
-    assert set(items["image_rgb"]["assets"]) == {"visualization", "analysis", "archive"}
+    assert set(items["image_rgb"]["assets"]) == {
+        "visualization",
+        "analysis",
+        "archive",
+        "thumbnail",
+    }
 
     for name, tiers in (
         ("image_2000px", {"visualization", "analysis", "archive"}),
@@ -203,7 +208,7 @@ def test_reingesting_a_changed_big_raster_replaces_its_tiles_consistently(
     shutil.copy2(real_rasters / "image_rgb.tif", source)
     third = ingest_ok()
     assert set(third) == {"scene"}
-    assert set(third["scene"]["assets"]) == {"visualization", "analysis", "archive"}
+    assert set(third["scene"]["assets"]) == {"visualization", "analysis", "archive", "thumbnail"}
     _assert_every_asset_opens_and_matches(store, third.values())
     assert _stored_tile_files(store, "swap/scene") == []
 
@@ -239,3 +244,50 @@ def test_a_failed_tile_stores_nothing_and_keeps_the_previous_version(
     assert remove_raster("keep/image_colormap.tif", store, catalog)
     assert catalog.search(collections=["keep"], limit=None) == []
     assert _stored_tile_files(store, "keep/image_colormap") == []
+
+
+@pytest.mark.asset
+def test_a_tiled_raster_gates_on_every_check_and_reports_only_the_selected_ones(
+    tiled, copy_real, tmp_path, monkeypatch
+):
+    """As for a whole raster: every check of every tile gates the raster's publication,
+    and the outcome reports only the checks the run selected."""
+    import geo_platform.processing.raster as processing
+    from geo_platform.lib.raster.compare import Comparison
+    from geo_platform.lib.raster.tiers import Tier
+    from geo_platform.settings import LimitSettings, PriceSettings, TilingSettings
+
+    settings = tiled
+    store = blob_store(settings)
+    folder = copy_real("image_colormap.tif")
+    store.upload_file(folder / "image_colormap.tif", "bronze", "sel/image_colormap.tif")
+    ctx = processing.RasterContext(
+        blob_store=store,
+        limits=LimitSettings(),
+        prices=PriceSettings(),
+        scratch=tmp_path / "scratch",
+        tiling=TilingSettings(threshold_pixels=THRESHOLD, tile_size=TILE),
+    )
+    only_valid_cog = processing.RasterPlan(
+        tiers=(Tier.ANALYSIS, Tier.ARCHIVE),
+        item=True,
+        checks=frozenset({("cog_analysis", "valid_cog")}),
+    )
+    outcome = processing.process_raster("sel/image_colormap.tif", only_valid_cog, ctx)
+    assert outcome.error is None, outcome.error
+    assert outcome.tile_items
+    assert {(c.asset, c.name) for c in outcome.checks} == {("cog_analysis", "valid_cog")}
+
+    # An unselected check that fails still stops the raster: nothing of it is stored.
+    store.delete("bronze", "sel/image_colormap.tif")
+    store.upload_file(folder / "image_colormap.tif", "bronze", "sel/other.tif")
+
+    def _differs(source, copy):
+        return Comparison(False, ("pixel values differ (simulated)",))
+
+    monkeypatch.setattr(processing, "compare_pixels", _differs)
+    outcome = processing.process_raster("sel/other.tif", only_valid_cog, ctx)
+    assert outcome.error is not None and "failed lossless" in outcome.error
+    assert outcome.item is None and not outcome.tiers
+    assert {(c.asset, c.name) for c in outcome.checks} == {("cog_analysis", "valid_cog")}
+    assert _stored_tile_files(store, "sel/other") == []

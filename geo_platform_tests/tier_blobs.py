@@ -27,6 +27,17 @@ def tier_blobs(store: BlobStore, key: str, tier: str) -> list[tuple[str, str]]:
     ]
 
 
+def thumbnail_blobs(store: BlobStore, key: str) -> list[tuple[str, str]]:
+    """(container, blob key) of every stored version of the thumbnail of ``bronze/<key>``
+    (``<stem>.thumbnail.<12 hex digits>.png`` in silver)."""
+    prefix = _prefix(key, "thumbnail")
+    return [
+        ("silver", blob.key)
+        for blob in store.list_blobs("silver", prefix)
+        if re.fullmatch(r"[0-9a-f]{12}\.png", blob.key[len(prefix) :])
+    ]
+
+
 def tier_blob(store: BlobStore, key: str, tier: str) -> tuple[str, str]:
     """The one stored version of a tier of ``bronze/<key>``."""
     found = tier_blobs(store, key, tier)

@@ -7,6 +7,8 @@ drone:
 mercator:
   raster:
     target_crs: EPSG:3857
+landcover:
+  resampling: mode      # overviews: nearest | mode | average | ... (default: chosen per raster)
 
 (``raster:`` is described in ``geo_platform.lib.raster.options``.)
 """
@@ -19,6 +21,7 @@ import yaml
 
 from geo_platform.errors import ConfigurationError
 from geo_platform.lib.partition_keys import collection_name_problem
+from geo_platform.lib.raster.cog import parse_resampling
 from geo_platform.lib.raster.options import parse_raster_options
 from geo_platform.lib.raster.tiers import Tier, parse_output_tier
 
@@ -46,6 +49,11 @@ def load_collections_config(path: Path) -> dict[str, dict]:
             parse_raster_options(settings.get("raster"))
         except ValueError as e:
             raise ConfigurationError(f"{path}: collection {collection!r}: {e}") from None
+        if "resampling" in settings:
+            try:
+                parse_resampling(str(settings["resampling"]))
+            except ValueError as e:
+                raise ConfigurationError(f"{path}: collection {collection!r}: {e}") from None
     return data
 
 
@@ -55,3 +63,9 @@ def requested_tiers(
     """The run's choice wins, then the collection's, then ``all``."""
     value = run_output_tier or config.get(collection, {}).get("output_tier") or DEFAULT_OUTPUT_TIER
     return parse_output_tier(str(value))
+
+
+def configured_resampling(collection: str, config: dict[str, dict]) -> str | None:
+    """The overview resampling a collection names, or None (chosen per raster)."""
+    value = config.get(collection, {}).get("resampling")
+    return None if value is None else str(value).strip().lower()

@@ -28,25 +28,31 @@ from rio_cogeo.cogeo import cog_validate
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from geo_platform.errors import GeoPlatformError, InvalidInputError, TransientError
-from geo_platform.lib.collections_config import requested_tiers
+from geo_platform.lib.collections_config import configured_resampling, requested_tiers
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import output_stem
 from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
 from geo_platform.lib.raster.compare import compare_pixels
+from geo_platform.lib.raster.describe import describe_cog
 from geo_platform.lib.raster.options import raster_options
-from geo_platform.lib.raster.thumbnail import thumbnail_markdown
+from geo_platform.lib.raster.thumbnail import thumbnail_markdown, thumbnail_png
 from geo_platform.lib.raster.tiers import (
+    THUMBNAIL_CONTAINER,
     TIER_SPECS,
     Tier,
     TierRef,
+    is_thumbnail_version,
     is_tier_version,
+    thumbnail_blob_key,
+    thumbnail_versions_prefix,
     tier_blob_key,
 )
 from geo_platform.lib.raster.validate import RasterInfo, check_file_size, validate_raster
 from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
-from geo_platform.lib.stac.item import build_item
+from geo_platform.lib.stac.item import ThumbnailRef, build_item
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.processing.stac_documents import collection_href, publish_collection
 from geo_platform.processing.tiles import (
     MADE_WITH_METADATA,
     is_big,
@@ -61,11 +67,15 @@ from geo_platform.settings import LimitSettings, PriceSettings, TilingSettings
 # Tier blobs record the checksum of the source they were made from: an item only
 # publishes tiers of the source version it describes.
 SOURCE_SHA256_METADATA = "source_sha256"
+# And how their overviews were resampled (the item says it too).
+RESAMPLING_METADATA = "overview_resampling"
 VALID_COG = "valid_cog"
 LOSSLESS = "lossless"
 ITEM_VALID = "item_valid"
 # Statistics and footprint come from the cheapest stored tier to read.
 _READ_ORDER = (Tier.ANALYSIS, Tier.ARCHIVE, Tier.VISUALIZATION)
+# The thumbnail from what looks most like the picture (the visualization is RGB).
+_THUMBNAIL_ORDER = (Tier.VISUALIZATION, Tier.ANALYSIS, Tier.ARCHIVE)
 # A transient failure (network, lock) of one raster is retried this often, with backoff.
 _ATTEMPTS = 3
 
@@ -196,6 +206,8 @@ def _process(
         ctx.scratch.mkdir(parents=True, exist_ok=True)
         # Lossless tiers first: each is checked while the next one is encoded.
         to_write.sort(key=lambda tier: not TIER_SPECS[tier].lossless)
+        # The download itself: the source's own datetime is read from it, not the warp.
+        bronze_copy = source
         # A collection's target CRS: the tiers are made from (and checked against) the warp.
         options = raster_options(collection_id(key), plan.collections)
         outcome.made_with = seen.made_with = options.made_with()
@@ -216,14 +228,16 @@ def _process(
                     tmp,
                     name=name,
                     threads=ctx.threads,
-                    check=partial(_check_tier, plan, source),
+                    check=partial(_check_tier, source),
+                    resampling=configured_resampling(collection_id(key), plan.collections),
                 )
                 if to_write
                 else {}
             )
             failed = {}
             for tier, cog in cogs.items():
-                outcome.checks.extend(cog.check)
+                # Every gate runs; the UI hears of the selected ones.
+                outcome.checks.extend(c for c in cog.check if plan.check_selected(c.asset, c.name))
                 if problem := next((c.name for c in cog.check if not c.passed), None):
                     failed[tier] = problem
             written = {
@@ -234,12 +248,13 @@ def _process(
             if plan.item and not failed:
                 outcome.item = _item(
                     key, plan, ctx, info, written, requested, blob.last_modified, warp,
-                    outcome.made_with,
+                    outcome.made_with, bronze_copy, Path(tmp),
                 )  # fmt: skip
             for tier, ref in written.items():
                 outcome.tiers[tier] = _store_tier(
-                    store, key, cogs[tier], ref, info, ctx.prices, outcome.made_with
-                )
+                    store, key, cogs[tier], ref, info, ctx.prices, outcome.made_with,
+                    crs=str(warp["target_crs"]) if warp else info.crs,
+                )  # fmt: skip
     if failed:
         which = "; ".join(f"cog_{tier.value} failed {check}" for tier, check in failed.items())
         return outcome.fail(f"{name}: {which}: the tier is not stored and no item is written")
@@ -276,13 +291,15 @@ def _tiled(
         tiling=ctx.tiling,
         prices=ctx.prices,
         threads=ctx.threads,
-        check=partial(_check_tier, plan),
+        check=_check_tier,
         make_items=plan.item,
         made_with=warp,
         modified=modified,
         check_outcome=CheckOutcome,
+        resampling=configured_resampling(collection_id(outcome.key), plan.collections),
     )
-    outcome.checks.extend(result.checks)
+    # Every gate ran over every tile; the UI hears of the selected ones.
+    outcome.checks.extend(c for c in result.checks if plan.check_selected(c.asset, c.name))
     if result.error:
         return outcome.fail(result.error)
     for tier, ref in result.tier_refs.items():
@@ -293,18 +310,17 @@ def _tiled(
     return outcome
 
 
-def _check_tier(plan: RasterPlan, source: str | Path, tier: Tier, path: Path) -> list[CheckOutcome]:
-    """The selected checks of one written tier."""
+def _check_tier(source: str | Path, tier: Tier, path: Path) -> list[CheckOutcome]:
+    """The checks of one written tier, selected or not: they gate its publication (a run
+    that selects a tier without its checks must not publish an unchecked file)."""
     asset = f"cog_{tier.value}"
-    checks = []
-    if plan.check_selected(asset, VALID_COG):
-        is_valid, errors, warnings = cog_validate(str(path), quiet=True)
-        metadata = {
-            "errors": "; ".join(errors) or "none",
-            "warnings": "; ".join(warnings) or "none",
-        }
-        checks.append(CheckOutcome(asset, VALID_COG, bool(is_valid), metadata))
-    if TIER_SPECS[tier].lossless and plan.check_selected(asset, LOSSLESS):
+    is_valid, errors, warnings = cog_validate(str(path), quiet=True)
+    metadata = {
+        "errors": "; ".join(errors) or "none",
+        "warnings": "; ".join(warnings) or "none",
+    }
+    checks = [CheckOutcome(asset, VALID_COG, bool(is_valid), metadata)]
+    if TIER_SPECS[tier].lossless:
         comparison = compare_pixels(source, path)
         metadata = _problems(list(comparison.problems))
         checks.append(CheckOutcome(asset, LOSSLESS, comparison.identical, metadata))
@@ -326,6 +342,7 @@ def _tier_ref(store: BlobStore, key: str, cog: LocalCog, info: RasterInfo) -> Ti
         size_bytes=cog.size_bytes,
         sha256=cog.sha256,
         source_sha256=info.sha256,
+        overview_resampling=cog.resampling.name,
     )
 
 
@@ -337,11 +354,15 @@ def _store_tier(
     info: RasterInfo,
     prices: PriceSettings,
     made_with: str = "",
+    *,
+    crs: str | None = None,
 ) -> TierOutcome:
     spec = TIER_SPECS[cog.tier]
     blob_key = tier_blob_key(cog.tier, key, cog.sha256)
-    # The thumbnail is read before the file is handed to the store (which may move it).
+    # Read before the file is handed to the store (which may move it).
     thumbnail = thumbnail_markdown(cog.path)
+    # A reprojected tier's CRS is the collection's target, not the source's.
+    described = describe_cog(cog.path, info.size_bytes, crs or info.crs)
     stored = store.upload_file(
         cog.path,
         spec.container,
@@ -351,13 +372,14 @@ def _store_tier(
             SOURCE_SHA256_METADATA: info.sha256,
             # Only when there is one: the metadata of tiers made before stays valid.
             **({MADE_WITH_METADATA: made_with} if made_with else {}),
+            RESAMPLING_METADATA: cog.resampling.name,
         },
         consume=True,
     )
     metadata: dict[str, Any] = {
         "tier": cog.tier.value,
-        "size_bytes": cog.size_bytes,
-        "compression_ratio": round(info.size_bytes / cog.size_bytes, 3),
+        **described,
+        "overview_resampling": f"{cog.resampling.name} ({cog.resampling.reason})",
         "storage_class": spec.storage_class,
         f"cost_per_month_{prices.currency.lower()}": round(
             prices.monthly_cost(cog.size_bytes, spec.storage_class), 8
@@ -377,6 +399,7 @@ def _store_tier(
         size_bytes=cog.size_bytes,
         sha256=cog.sha256,
         source_sha256=info.sha256,
+        overview_resampling=cog.resampling.name,
     )
     return TierOutcome(cog.tier, ref=stored_ref, metadata=metadata)
 
@@ -417,6 +440,7 @@ def stored_tier(
             size_bytes=info.size,
             sha256=sha256,
             source_sha256=source_sha256,
+            overview_resampling=info.metadata.get(RESAMPLING_METADATA),
         )
     return None
 
@@ -436,6 +460,9 @@ def remove_old_versions(
         for blob in versions:
             if store.href(container, blob.key) not in current:
                 store.delete(container, blob.key)
+    for blob in thumbnail_versions(store, key):
+        if store.href(THUMBNAIL_CONTAINER, blob.key) not in current:
+            store.delete(THUMBNAIL_CONTAINER, blob.key)
 
 
 def _item(
@@ -446,11 +473,14 @@ def _item(
     written: dict[Tier, TierRef],
     requested: tuple[Tier, ...],
     modified: Any,
-    warp: dict[str, Any] | None = None,
-    made_with: str = "",
+    warp: dict[str, Any] | None,
+    made_with: str,
+    source: Path,
+    tmp: Path,
 ) -> dict[str, Any] | None:
     """The item over the tiers of this source version that the collection asks for:
-    those just written, and those stored by earlier runs from the same source."""
+    those just written, and those stored by earlier runs from the same source; with a
+    thumbnail, stored beside the tiers."""
     refs = dict(written)
     for tier in requested:
         if tier not in refs and info.applicable[tier.value]:
@@ -460,18 +490,48 @@ def _item(
     if not refs:
         return None
     read_from = next(refs[t] for t in _READ_ORDER if t in refs)
+    picture = next(refs[t] for t in _THUMBNAIL_ORDER if t in refs)
     # GDAL reads a stored tier in place (a file, or /vsiaz/ with the store's credentials).
     with rasterio.Env(**ctx.blob_store.gdal_env()):
+        thumbnail = _store_thumbnail(ctx.blob_store, key, picture.gdal_path, tmp)
         item = build_item(
             read_from.gdal_path,
             key,
             refs.values(),
             source_sha256=info.sha256,
             fallback_datetime=modified,
+            source_path=str(source),
+            thumbnail=thumbnail,
+            overview_resampling=read_from.overview_resampling,
+            collection_href=collection_href(ctx.blob_store, collection_id(key)),
         )
+    # Tiling's own: the reprojection the tiers were made with.
     if warp:
         item["properties"]["geo_platform:reprojection"] = warp
     return item
+
+
+def _store_thumbnail(store: BlobStore, key: str, gdal_path: str, tmp: Path) -> ThumbnailRef:
+    """A ~256 px PNG of the tier, stored under its own checksum (an unchanged picture
+    keeps its name)."""
+    png = tmp / "thumbnail.png"
+    png.write_bytes(thumbnail_png(gdal_path))
+    sha256 = sha256_file(png)
+    size = png.stat().st_size
+    blob_key = thumbnail_blob_key(key, sha256)
+    store.upload_file(
+        png, THUMBNAIL_CONTAINER, blob_key, metadata={SHA256_METADATA: sha256}, consume=True
+    )
+    return ThumbnailRef(store.href(THUMBNAIL_CONTAINER, blob_key), size, sha256)
+
+
+def thumbnail_versions(store: BlobStore, key: str) -> list[BlobInfo]:
+    """The stored versions of the thumbnail of ``bronze/<key>``."""
+    return [
+        blob
+        for blob in store.list_blobs(THUMBNAIL_CONTAINER, thumbnail_versions_prefix(key))
+        if is_thumbnail_version(key, blob.key)
+    ]
 
 
 def process_rasters(
@@ -488,7 +548,7 @@ def process_rasters(
     item is yielded once the item is stored (or with the write's error)."""
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
-    writer = _ItemWriter(catalog, ctx.blob_store)
+    writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raster") as pool:
         for outcome in _bounded(
             pool, keys, lambda key: process_raster(key, plan, ctx), workers * 2
@@ -533,9 +593,10 @@ class _ItemWriter:
     """Writes items in batches: creates missing collections, retries transient errors,
     and falls back to one item at a time when a batch is refused."""
 
-    def __init__(self, catalog: StacCatalog, store: BlobStore) -> None:
+    def __init__(self, catalog: StacCatalog, store: BlobStore, scratch: Path) -> None:
         self.catalog = catalog
         self.store = store
+        self.scratch = scratch
         self.known_collections: set[str] = set()
 
     def write(self, outcomes: list[RasterOutcome]) -> Iterator[RasterOutcome]:
@@ -596,9 +657,10 @@ class _ItemWriter:
                 self.catalog.upsert_items(items)
                 # Extents grow as items are written: no re-reading of the collection.
                 for collection, written in by_collection.items():
-                    self.catalog.update_collection(
+                    updated = self.catalog.update_collection(
                         collection, partial(_extended, collection, written)
                     )
+                    publish_collection(self.store, updated, self.scratch)
 
     @staticmethod
     def _fail(outcome: RasterOutcome, reason: str, *, transient: bool = False) -> None:
@@ -617,4 +679,6 @@ def remove_raster(key: str, store: BlobStore, catalog: StacCatalog) -> bool:
     for tier, versions in tier_versions(store, key).items():
         for blob in versions:
             store.delete(TIER_SPECS[tier].container, blob.key)
+    for blob in thumbnail_versions(store, key):
+        store.delete(THUMBNAIL_CONTAINER, blob.key)
     return True

@@ -136,9 +136,12 @@ def process_tiled(
     made_with: dict[str, Any] | None,
     modified: Any,
     check_outcome: Callable[[str, str, bool, dict[str, str]], Any],
+    resampling: str | None = None,
 ) -> TiledResult:
     """Cut ``source`` (the download, or its warp) into tiles, write and check each tile's
-    tiers, build the items and store what passed; nothing is stored if any tile fails."""
+    tiers (overviews with the collection's ``resampling``, else chosen per raster), build
+    the items and store what passed; nothing is stored if any tile fails. ``check`` runs
+    every check (they all gate); the caller picks which ones to report."""
     name = f"bronze/{key}"
     result = TiledResult()
     with rasterio.open(source) as src:
@@ -162,7 +165,7 @@ def process_tiled(
                 window = window_vrt(template, tile, tmp / f"{tile.name}.vrt")
                 cogs = write_cog_tiers(
                     window, tiers, out, name=f"{name} (tile {tile.name})", stem=tile.name,
-                    threads=threads,
+                    threads=threads, resampling=resampling,
                 )  # fmt: skip
                 renamed = {}
                 for tier, cog in cogs.items():

@@ -238,9 +238,13 @@ class DuckDBCatalog(StacCatalog):
             # Item bboxes, not envelopes: a footprint split at 180 degrees has an envelope
             # around the world, and its bbox the right side of it (west > east).
             arcs = con.execute(_MERGED_ARCS, [collection_id]).fetchall()
+            # proj:code ("EPSG:32660", projection v2) or, in older items, proj:epsg.
             epsg = con.execute(
-                "SELECT DISTINCT TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') "
-                "AS INTEGER) AS code FROM items WHERE collection = ? AND code IS NOT NULL "
+                "SELECT DISTINCT COALESCE("
+                "TRY_CAST(json_extract(content, '$.properties.\"proj:epsg\"') AS INTEGER), "
+                "TRY_CAST(regexp_extract(json_extract_string(content, "
+                "'$.properties.\"proj:code\"'), '^EPSG:([0-9]+)$', 1) AS INTEGER)"
+                ") AS code FROM items WHERE collection = ? AND code IS NOT NULL "
                 "ORDER BY code",
                 [collection_id],
             ).fetchall()

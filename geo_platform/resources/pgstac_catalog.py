@@ -174,9 +174,13 @@ class PgstacCatalog(StacCatalog):
             # Item bboxes, not geometry extents: a footprint split at 180 degrees spans
             # the world, and its bbox the right side of it (west > east).
             arcs = conn.execute(_MERGED_ARCS, [collection_id]).fetchall()
+            # proj:code ("EPSG:32660", projection v2) or, in older items, proj:epsg.
             epsg = conn.execute(
-                "SELECT DISTINCT (content->'properties'->>'proj:epsg')::int AS code FROM items "
-                "WHERE collection = %s AND content->'properties' ? 'proj:epsg' ORDER BY code",
+                "SELECT DISTINCT code FROM (SELECT COALESCE("
+                "(content->'properties'->>'proj:epsg')::int, "
+                "substring(content->'properties'->>'proj:code' from '^EPSG:([0-9]+)$')::int"
+                ") AS code FROM items WHERE collection = %s) AS codes "
+                "WHERE code IS NOT NULL ORDER BY code",
                 [collection_id],
             ).fetchall()
             tiers = conn.execute(

@@ -52,7 +52,7 @@ INVALID_VERSION_PREFIX = "invalid:"
 FAILED_RASTERS = "failed_rasters"
 # What the raster assets are made with: change it when a change of code or settings
 # changes their outputs, and Dagster shows every raster made before as stale.
-RASTER_CODE_VERSION = "2026.12.1"
+RASTER_CODE_VERSION = "2026.12.3"
 # A validation's data version is ``<etag>+<made_with>`` when the raster's outputs depend on
 # more than the blob (its collection's reprojection, ``RasterOptions.made_with``):
 # reconcile reruns a raster whose collection settings changed, and Dagster shows what
@@ -117,7 +117,9 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
             dg.AssetCheckSpec(
                 VALID_COG,
                 asset=key,
-                description="rio-cogeo validates the COG; a tier that fails is not stored.",
+                description="rio-cogeo validates the COG; a tier that fails is not stored "
+                "and the raster gets no new item.",
+                blocking=True,
             )
         )
         if TIER_SPECS[tier].lossless:
@@ -126,15 +128,17 @@ def _check_specs() -> list[dg.AssetCheckSpec]:
                     LOSSLESS,
                     asset=key,
                     description="pixels, mask, nodata, scale/offset and colormap equal the "
-                    "source; a tier that fails is not stored.",
+                    "source; a tier that fails is not stored and the raster gets no new item.",
+                    blocking=True,
                 )
             )
     specs.append(
         dg.AssetCheckSpec(
             ITEM_VALID,
             asset=STAC_ITEM,
-            description="validates offline against STAC and its extensions; an item that "
-            "fails is not written.",
+            description="validates offline against STAC and the schema of each extension "
+            "it declares; an item that fails is not written (the previous one stays).",
+            blocking=True,
         )
     )
     return specs
@@ -273,8 +277,10 @@ def _events(
             metadata={
                 "item_id": item["id"],
                 "collection": item["collection"],
-                "tiers": ", ".join(item["assets"]),
+                "tiers": ", ".join(item["properties"]["geo_platform:tiers"]),
                 "datetime": str(item["properties"].get("datetime")),
+                "datetime_source": str(item["properties"].get("geo_platform:datetime_source")),
+                "gsd": str(item["properties"].get("gsd", "none (geographic CRS)")),
                 "bbox": json.dumps([round(v, 6) for v in item["bbox"]]),
                 # A tiled raster: its item is the mosaic's; each tile has an item of its own.
                 **({"tile_items": len(outcome.tile_items)} if outcome.tile_items else {}),

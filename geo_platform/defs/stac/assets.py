@@ -5,6 +5,8 @@ import dagster as dg
 
 from geo_platform.defs.raster.assets import STAC_ITEM
 from geo_platform.lib.stac.collection import new_collection, summary_from_aggregate
+from geo_platform.processing.stac_documents import publish_collection
+from geo_platform.resources.blob_store import BlobStore
 from geo_platform.resources.stac_catalog import StacCatalog
 from geo_platform.settings import get_price_settings
 
@@ -28,9 +30,12 @@ _SUMMARY_CONDITION = dg.AutomationCondition.eager().without(
     automation_condition=_SUMMARY_CONDITION,
     pool=STAC_WRITER_POOL,
 )
-def collection_summary(stac_catalog: dg.ResourceParam[StacCatalog]) -> dg.MaterializeResult:
+def collection_summary(
+    stac_catalog: dg.ResourceParam[StacCatalog], blob_store: BlobStore
+) -> dg.MaterializeResult:
     """Every collection's extent and summaries recomputed from its items (aggregated by the
-    catalog's database), with counts, bytes and storage cost per month for each tier."""
+    catalog's database), with counts, bytes and storage cost per month for each tier;
+    each collection's document published where its items' collection links point."""
     prices = get_price_settings()
     reports = {}
     collection_ids = {c["id"] for c in stac_catalog.list_collections()}
@@ -39,6 +44,7 @@ def collection_summary(stac_catalog: dg.ResourceParam[StacCatalog]) -> dg.Materi
         aggregate = stac_catalog.collection_aggregate(cid)
         collection, report = summary_from_aggregate(base, aggregate, prices)
         stac_catalog.upsert_collection(collection)
+        publish_collection(blob_store, collection)
         reports[cid] = report
     cost_key = f"cost_per_month_{prices.currency.lower()}"
     rows = ["| collection | tier | items | bytes | cost/month |", "|---|---|---|---|---|"]

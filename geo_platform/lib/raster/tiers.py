@@ -78,6 +78,29 @@ def is_tier_version(tier: Tier, blob_key: str, candidate: str) -> bool:
     return candidate.startswith(prefix) and bool(_VERSION.fullmatch(candidate[len(prefix) :]))
 
 
+# The item's thumbnail lives beside the silver tiers, versioned like them.
+THUMBNAIL_CONTAINER = "silver"
+_THUMBNAIL_VERSION = re.compile(rf"[0-9a-f]{{{VERSION_CHARS}}}\.png")
+
+
+def thumbnail_blob_key(blob_key: str, sha256: str) -> str:
+    """Where a version of the thumbnail of a source lives: ``<stem>.thumbnail.<sha12>.png``
+    (named like the tiers, after the PNG's own checksum)."""
+    return f"{thumbnail_versions_prefix(blob_key)}{sha256[:VERSION_CHARS]}.png"
+
+
+def thumbnail_versions_prefix(blob_key: str) -> str:
+    return f"{output_stem(blob_key)}.thumbnail."
+
+
+def is_thumbnail_version(blob_key: str, candidate: str) -> bool:
+    """Whether ``candidate`` names a version of the thumbnail of ``blob_key``."""
+    prefix = thumbnail_versions_prefix(blob_key)
+    return candidate.startswith(prefix) and bool(
+        _THUMBNAIL_VERSION.fullmatch(candidate[len(prefix) :])
+    )
+
+
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 
 
@@ -92,3 +115,5 @@ class TierRef:
     sha256: str
     # Checksum of the source the tier was made from (None: stored before it was recorded).
     source_sha256: str | None = None
+    # How its overviews were resampled (None: stored before it was recorded).
+    overview_resampling: str | None = None

@@ -11,6 +11,22 @@ import pystac
 from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.settings import PriceSettings
 
+# Each collection's document is published as a blob, where its items' collection link
+# points: a STAC client resolves it without the catalog's database.
+COLLECTION_DOCUMENTS_CONTAINER = "gold"
+
+
+def collection_document_key(collection_id: str) -> str:
+    """``landsat`` -> ``stac/landsat/collection.json`` (the static-catalog layout)."""
+    return f"stac/{collection_id}/collection.json"
+
+
+def collection_document(collection: dict[str, Any], href: str) -> dict[str, Any]:
+    """The published copy of a collection: the catalog's, with a self link at ``href``."""
+    links = [link for link in collection.get("links") or [] if link.get("rel") != "self"]
+    links.append({"rel": "self", "href": href, "type": "application/json"})
+    return {**collection, "links": links}
+
 
 def new_collection(collection_id: str) -> dict[str, Any]:
     """A minimal valid collection, so that items can be loaded before any summary exists."""
@@ -68,13 +84,23 @@ def extend_collection(
             for asset in item.get("assets", {}).values()
             if (tier := asset.get("geo_platform:tier"))
         )
-        if item["properties"].get("proj:epsg"):
-            epsg.add(item["properties"]["proj:epsg"])
+        if code := _epsg(item["properties"]):
+            epsg.add(code)
     summaries["geo_platform:tiers"] = sorted(tiers)
     if epsg:
         summaries["proj:epsg"] = sorted(epsg)
     extended["summaries"] = summaries
     return extended
+
+
+def _epsg(properties: dict[str, Any]) -> int | None:
+    """The EPSG code of an item: ``proj:code`` (``EPSG:32660``, projection v2) or, in
+    older items, ``proj:epsg``."""
+    code = properties.get("proj:code")
+    if isinstance(code, str) and code.startswith("EPSG:") and code[5:].isdigit():
+        return int(code[5:])
+    epsg = properties.get("proj:epsg")
+    return epsg if isinstance(epsg, int) else None
 
 
 def _bbox_2d(bbox: list[float]) -> list[float]:

@@ -134,9 +134,16 @@ def _parse_item_ts(item: dict[str, Any], value: Any) -> dt.datetime:
 
 
 def with_hrefs(item: dict[str, Any], rewrite: Callable[[str], str]) -> dict[str, Any]:
-    """A copy of ``item`` whose asset hrefs are ``rewrite(href)``."""
+    """A copy of ``item`` whose asset hrefs, and the href of its collection link, are
+    ``rewrite(href)``."""
     assets = {
         name: {**asset, "href": rewrite(asset["href"])} if "href" in asset else asset
         for name, asset in (item.get("assets") or {}).items()
     }
-    return {**item, "assets": assets}
+    links = [
+        {**link, "href": rewrite(link["href"])}
+        if link.get("rel") == "collection" and "href" in link
+        else link
+        for link in item.get("links") or []
+    ]
+    return {**item, "assets": assets, "links": links}

@@ -584,9 +584,15 @@ def _bounded(
 
 
 def _extended(
-    collection_id: str, items: list[dict[str, Any]], current: dict[str, Any] | None
+    collection_id: str,
+    items: list[dict[str, Any]],
+    bbox: tuple[float, float, float, float] | None,
+    current: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    return extend_collection(current or new_collection(collection_id), items)
+    extended = extend_collection(current or new_collection(collection_id), items)
+    if bbox is not None:
+        extended["extent"]["spatial"]["bbox"] = [list(bbox)]
+    return extended
 
 
 class _ItemWriter:
@@ -655,10 +661,13 @@ class _ItemWriter:
                         self.catalog.upsert_collection(new_collection(collection))
                     self.known_collections.add(collection)
                 self.catalog.upsert_items(items)
-                # Extents grow as items are written: no re-reading of the collection.
+                # Summaries grow as items are written; the spatial extent is the catalog's
+                # own aggregate (one SQL query): a union grown batch by batch depends on
+                # the order of the batches once boxes reach round the antimeridian.
                 for collection, written in by_collection.items():
+                    bbox = self.catalog.collection_aggregate(collection).bbox
                     updated = self.catalog.update_collection(
-                        collection, partial(_extended, collection, written)
+                        collection, partial(_extended, collection, written, bbox)
                     )
                     publish_collection(self.store, updated, self.scratch)
 

@@ -54,7 +54,6 @@ def platform(folder: str, report: str) -> None:
     then one more pass over the whole container, which finds nothing to do."""
     import dagster as dg
 
-    from geo_platform.defs.raster import sensors
     from geo_platform.instance import get_instance
     from geo_platform.runs import RasterRunner
 
@@ -75,16 +74,7 @@ def platform(folder: str, report: str) -> None:
         ticks, requests = [], []
         while True:
             tick = time.perf_counter()
-            context = dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources={"blob_store": store}
-            )
-            result = sensors.bronze_rasters(context)
-            for partitions in result.dynamic_partitions_requests:
-                instance.add_dynamic_partitions(
-                    partitions.partitions_def_name, partitions.partition_keys
-                )
-            for event in result.asset_events:
-                instance.report_runless_asset_event(event)
+            result = _tick(instance, store, cursor)
             ticks.append(time.perf_counter() - tick)
             requests += result.run_requests
             cursor = result.cursor
@@ -121,9 +111,6 @@ def sensor_ticks(source: str, count: str, report: str) -> None:
     then a pass that finds nothing new."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import dagster as dg
-
-    from geo_platform.defs.raster import sensors
     from geo_platform.instance import get_instance
 
     current = settings.get_platform_settings()
@@ -137,16 +124,7 @@ def sensor_ticks(source: str, count: str, report: str) -> None:
         ticks, runs = [], 0
         while True:
             tick = time.perf_counter()
-            context = dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources={"blob_store": store}
-            )
-            result = sensors.bronze_rasters(context)
-            for partitions in result.dynamic_partitions_requests:
-                instance.add_dynamic_partitions(
-                    partitions.partitions_def_name, partitions.partition_keys
-                )
-            for event in result.asset_events:
-                instance.report_runless_asset_event(event)
+            result = _tick(instance, store, cursor)
             ticks.append(time.perf_counter() - tick)
             runs += len(result.run_requests)
             cursor = result.cursor
@@ -154,6 +132,23 @@ def sensor_ticks(source: str, count: str, report: str) -> None:
                 break
         passes.append({"ticks": ticks, "runs": runs, "cursor bytes": len(cursor or "")})
     Path(report).write_text(json.dumps(passes))
+
+
+def _tick(instance, store, cursor: str | None):
+    """One tick of the bronze sensor, with what the daemon does with its result."""
+    import dagster as dg
+
+    from geo_platform.defs.raster import sensors
+
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"blob_store": store}
+    )
+    result = sensors.bronze_rasters(context)
+    for partitions in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(partitions.partitions_def_name, partitions.partition_keys)
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return result
 
 
 def _log(path: Path, line: str) -> None:

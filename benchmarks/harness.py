@@ -149,7 +149,9 @@ def _cell(value: Any, column: str) -> str:
     if not isinstance(value, float):
         return str(value)
     bound = column.partition("= ")[2].rstrip(")")
-    mark = "" if not bound else " ok" if (value <= float(bound)) == ("<=" in column) else " MISS"
+    # A target met exactly is met, whichever way it points.
+    met = value <= float(bound) if "<=" in column else value >= float(bound) if bound else True
+    mark = "" if not bound else " ok" if met else " MISS"
     return f"{value:.2f}{mark}" if value < 100 else f"{value:,.0f}{mark}"
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from geo_platform.settings import PlatformSettings, Profile, get_postgres_settings
+from geo_platform.settings import PlatformSettings, Profile
 
 # Record locks take off_t offsets: 62 bits of the key's hash keep them positive.
 _OFFSET_BITS = 62
@@ -116,20 +116,11 @@ class AdvisoryClaims(Claims):
     """PostgreSQL advisory locks of one session, named by the worker tag."""
 
     def __init__(self, worker: str) -> None:
-        import psycopg
+        from geo_platform.instance import connect_dagster_database
 
         super().__init__(worker)
-        pg = get_postgres_settings()
-        self._conn: Any = psycopg.connect(
-            host=pg.host,
-            port=pg.port,
-            user=pg.user,
-            password=pg.password.get_secret_value(),
-            dbname=pg.dagster_database,
-            autocommit=True,
-            connect_timeout=10,
-            application_name=worker[:63],
-        )
+        # The holder is named by its connection, so every machine can see who holds a key.
+        self._conn: Any = connect_dagster_database(application_name=worker[:63])
 
     def try_claim(self, key: str) -> str | None:
         lock = _key_hash(key, _ADVISORY_BITS)

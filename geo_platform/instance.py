@@ -9,12 +9,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from geo_platform.settings import PlatformSettings, Profile, get_postgres_settings
 
 if TYPE_CHECKING:
     import dagster as dg
+    import psycopg
 
 # The instance templates ship inside the package, so an installed (not editable)
 # geo_platform finds them too.
@@ -125,21 +126,30 @@ def _instance_lock(home: Path, profile: Profile) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def connect_dagster_database(**options: Any) -> psycopg.Connection:
+    """An autocommit connection to the production profile's Dagster database (for the
+    platform's own advisory locks beside Dagster's tables)."""
+    import psycopg
+
+    pg = get_postgres_settings()
+    return psycopg.connect(
+        host=pg.host,
+        port=pg.port,
+        user=pg.user,
+        password=pg.password.get_secret_value(),
+        dbname=pg.dagster_database,
+        autocommit=True,
+        connect_timeout=10,
+        **options,
+    )
+
+
 @contextmanager
 def _advisory_lock() -> Iterator[None]:
     import psycopg
 
-    pg = get_postgres_settings()
     try:
-        conn = psycopg.connect(
-            host=pg.host,
-            port=pg.port,
-            user=pg.user,
-            password=pg.password.get_secret_value(),
-            dbname=pg.dagster_database,
-            autocommit=True,
-            connect_timeout=10,
-        )
+        conn = connect_dagster_database()
     except psycopg.OperationalError:
         # Dagster's own connection attempt reports the problem, with its retries.
         yield

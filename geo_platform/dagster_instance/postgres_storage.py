@@ -47,47 +47,45 @@ def _pooled_engine(postgres_url: str, token_provider: Any) -> Engine:
     )
 
 
-class PooledRunStorage(PostgresRunStorage):
+class _Pooled:
+    """Put before a dagster-postgres storage class: its NullPool engine is replaced by a
+    pooled one, disposed with the storage."""
+
+    _engine: Engine
+
     def __init__(self, postgres_url: str, should_autocreate_tables: bool, token_provider: Any):
-        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
+        super().__init__(  # type: ignore[call-arg]
+            postgres_url, should_autocreate_tables, token_provider=token_provider
+        )
         self._engine.dispose()
         self._engine = _pooled_engine(postgres_url, token_provider)
 
     def dispose(self) -> None:
-        super().dispose()
+        super().dispose()  # type: ignore[misc]
         self._engine.dispose()
 
 
-class PooledScheduleStorage(PostgresScheduleStorage):
-    def __init__(self, postgres_url: str, should_autocreate_tables: bool, token_provider: Any):
-        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
-        self._engine.dispose()
-        self._engine = _pooled_engine(postgres_url, token_provider)
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engine.dispose()
+class PooledRunStorage(_Pooled, PostgresRunStorage):
+    pass
 
 
-class PooledEventLogStorage(PostgresEventLogStorage):
+class PooledScheduleStorage(_Pooled, PostgresScheduleStorage):
+    pass
+
+
+class PooledEventLogStorage(_Pooled, PostgresEventLogStorage):
     """Also remembers the tables it has seen: stock, every asset event asks PostgreSQL
     whether the tags table exists."""
 
     def __init__(self, postgres_url: str, should_autocreate_tables: bool, token_provider: Any):
-        super().__init__(postgres_url, should_autocreate_tables, token_provider=token_provider)
-        self._engine.dispose()
-        self._engine = _pooled_engine(postgres_url, token_provider)
         self._tables: set[str] = set()
+        super().__init__(postgres_url, should_autocreate_tables, token_provider)
 
     def has_table(self, table_name: str) -> bool:
         # Dagster's tables are created, never dropped, while a process runs.
         if table_name not in self._tables and super().has_table(table_name):
             self._tables.add(table_name)
         return table_name in self._tables
-
-    def dispose(self) -> None:
-        super().dispose()
-        self._engine.dispose()
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):

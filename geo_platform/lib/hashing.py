@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 # Large chunks: reading and hashing release the GIL, and a hash running in a thread
@@ -12,9 +13,10 @@ _CHUNK = 16 * 1024 * 1024
 
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
-    buffer = bytearray(_CHUNK)
-    view = memoryview(buffer)
     with open(path, "rb", buffering=0) as f:
+        # No bigger than the file: zeroing 16 MB took longer than hashing a small file.
+        buffer = bytearray(min(_CHUNK, os.fstat(f.fileno()).st_size + 1))
+        view = memoryview(buffer)
         while size := f.readinto(buffer):
             digest.update(view[:size])
     return digest.hexdigest()

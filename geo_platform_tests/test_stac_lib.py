@@ -172,6 +172,16 @@ def test_validation_reports_what_is_wrong(real_rasters, tmp_path):
     assert any(p.startswith("file: assets/analysis/file:size") for p in problems)
     assert any(p.startswith("raster: assets/analysis/raster:bands/0/data_type") for p in problems)
     assert any(p.startswith("projection: properties/proj:shape") for p in problems)
+    # The geometry is checked by the catalogs' rule, not only the schema's structure.
+    for coordinates, problem in (
+        ([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]], "not closed"),
+        ([[[0.0, 0.0], [1.0, 0.0], [1.0, 95.0], [0.0, 0.0]]], "latitude"),
+        ([[0.0, 0.0], [1.0, 0.0]], "polygon ring with 2 positions"),
+    ):
+        bad_geometry = copy.deepcopy(item)
+        bad_geometry["geometry"] = {"type": "Polygon", "coordinates": coordinates}
+        [found] = validate_item(bad_geometry)
+        assert found.startswith("schema: geometry: ") and problem in found, found
     unknown = copy.deepcopy(item)
     unknown["stac_extensions"].append("https://stac-extensions.github.io/eo/v1.1.0/schema.json")
     assert validate_item(unknown) == [

@@ -16,6 +16,8 @@ from pystac.validation.local_validator import VERSION, get_local_schema_cache
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from geo_platform.lib.stac.geojson import geometry_problem
+
 _ITEM_SCHEMA = f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/item.json"
 
 
@@ -47,10 +49,33 @@ def _validator(uri: str) -> Draft7Validator:
     return Draft7Validator(registry.contents(uri), registry=registry)
 
 
+# What the schemas see in place of a geometry of each type: the same shape, one part.
+_STAND_INS: dict[str, Any] = {
+    "Point": [0.0, 0.0],
+    "MultiPoint": [[0.0, 0.0]],
+    "LineString": [[0.0, 0.0], [1.0, 1.0]],
+    "MultiLineString": [[[0.0, 0.0], [1.0, 1.0]]],
+    "Polygon": [[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]],
+    "MultiPolygon": [[[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]]],
+}
+
+
 def validate_item(item: dict[str, Any]) -> list[str]:
     """Every problem found in ``item`` against the core item schema and each extension
-    schema it declares; an empty list means valid."""
-    problems = _schema_problems(_ITEM_SCHEMA, item, "schema")
+    schema it declares; an empty list means valid.
+
+    The geometry is checked by the catalogs' own rule (``geojson.geometry_problem``:
+    GeoJSON's structure, closed rings, coordinates in range), stricter than the
+    schema's GeoJSON definitions, which see a stand-in of the same type: jsonschema
+    walking every vertex of a footprint through their ``oneOf`` took 90% of the time.
+    """
+    problems = []
+    geometry = item.get("geometry")
+    if isinstance(geometry, dict) and geometry.get("type") in _STAND_INS:
+        if (problem := geometry_problem(geometry)) is not None:
+            problems.append(f"schema: geometry: {problem}")
+        item = {**item, "geometry": {**geometry, "coordinates": _STAND_INS[geometry["type"]]}}
+    problems += _schema_problems(_ITEM_SCHEMA, item, "schema")
     for uri in item.get("stac_extensions", []):
         if uri.rstrip("#") not in bundled_schemas():
             problems.append(f"extension {uri}: no bundled schema, it cannot be validated")

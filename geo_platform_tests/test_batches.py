@@ -68,3 +68,41 @@ def test_a_folder_is_ingested_in_runs_of_batch_size_files(settings, instance, tm
     ]
     # Scratch space of finished runs does not stay behind.
     assert not any(settings.scratch_path.glob("*/*"))
+
+
+@pytest.mark.asset
+def test_rasters_whose_worker_process_dies_are_run_again_alone(tmp_path: Path):
+    """Worker processes killed midway (GDAL crashing, the OOM killer) lose no raster:
+    those they held are run again, each in a process of its own."""
+    import os
+    import signal
+
+    from geo_platform.lib.raster.tiers import Tier
+    from geo_platform.processing.raster import RasterContext, RasterPlan, _RasterWorkers
+    from geo_platform.resources.blob_store import BRONZE, LocalBlobStore
+    from geo_platform.settings import LimitSettings, PriceSettings
+
+    store = LocalBlobStore(root=str(tmp_path / "blobs"))
+    keys = []
+    for path in sorted(_small_rasters(tmp_path / "src", 6).glob("*.tif")):
+        store.upload_file(path, BRONZE, f"crash/{path.name}")
+        keys.append(f"crash/{path.name}")
+    plan = RasterPlan(tiers=(Tier.ANALYSIS,), item=True, checks=frozenset())
+    ctx = RasterContext(
+        blob_store=store, limits=LimitSettings(), prices=PriceSettings(),
+        scratch=tmp_path / "scratch", threads=1,
+    )  # fmt: skip
+    outcomes = []
+    with _RasterWorkers(plan, ctx, workers=2) as workers:
+        run_alone = workers._alone
+        alone: list[str] = []
+        workers._alone = lambda key: alone.append(key) or run_alone(key)  # type: ignore[method-assign]
+        for outcome in workers.outcomes(keys, in_flight=6):
+            if not outcomes:  # the rest are in flight: kill the processes holding them
+                for pid in list(workers.pool._processes):  # type: ignore[union-attr]
+                    os.kill(pid, signal.SIGKILL)
+            outcomes.append(outcome)
+    assert sorted(o.key for o in outcomes) == keys
+    assert 1 <= len(alone) <= 5  # the rasters in flight when their processes died
+    assert [o.error for o in outcomes] == [None] * 6
+    assert all(o.item is not None for o in outcomes)

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from geo_platform.errors import InvalidInputError
+from geo_platform.lib.stac.bbox import union_bbox
 from geo_platform.lib.stac.search import parse_datetime_interval
 from geo_platform.resources.duckdb_catalog import DuckDBCatalog
 
@@ -117,3 +118,9 @@ def test_a_catalog_written_before_wkb_geometry_is_migrated_with_its_items(real_s
     found = [i["id"] for i in migrated.search(bbox=bbox, limit=None)]
     assert found and found == [i["id"] for i in fresh.search(bbox=bbox, limit=None)]
     assert migrated.get_item("naip", items[0]["id"]) == items[0]
+    # The items' bboxes, copied into their own column by 003, give the extent.
+    assert (
+        migrated.collection_bbox("naip")
+        == fresh.collection_bbox("naip")
+        == pytest.approx(tuple(union_bbox(i["bbox"] for i in items)))
+    )

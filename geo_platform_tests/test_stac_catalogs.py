@@ -733,3 +733,12 @@ def test_the_collection_extent_is_the_union_of_its_items_bboxes_computed_by_the_
     aggregate = catalog.collection_aggregate(naip_collection["id"])
     assert aggregate.items == len(items)
     assert aggregate.bbox == pytest.approx(tuple(union_bbox(i["bbox"] for i in stored)))
+    # What the item writer reads after each batch: the same extent, from columns.
+    assert catalog.collection_bbox(naip_collection["id"]) == pytest.approx(aggregate.bbox)
+    # Replaced items count with their new bbox only.
+    moved = copy.deepcopy(stored[0])
+    moved["bbox"] = [60.0, 60.0, 61.0, 61.0]
+    catalog.upsert_items([moved])
+    expected = union_bbox([moved["bbox"], *(i["bbox"] for i in stored[1:])])
+    assert catalog.collection_bbox(naip_collection["id"]) == pytest.approx(tuple(expected))
+    assert catalog.collection_bbox("nothing-here") is None

@@ -2,8 +2,15 @@
 
 ``process_raster`` does it for one blob key and returns everything a user should see
 (``RasterOutcome``), a bad input included: it never raises for one. ``process_rasters``
-does it for a batch on a bounded pool of threads (GDAL releases the GIL), writes the
-items to the catalog in batches, and yields each outcome once its item is stored.
+does it for a batch on a bounded pool of worker processes (one raster alone: a thread,
+its GDAL work on every core), writes the items to the catalog in batches, and yields
+each outcome once its item is stored.
+
+Processes rather than threads: for small rasters most of the work per raster is Python
+(footprint, item, checks, previews), which threads run one at a time under the GIL,
+while the run's own thread records Dagster's events. A worker process that dies (GDAL
+crashing on a hostile file) takes only the rasters it held: each is run again alone in
+a fresh process, and the one that kills it again fails with that reason.
 
 Checks gate publication: a tier that fails ``valid_cog`` or ``lossless`` is not stored,
 and a raster with such a tier, or whose item does not validate, gets no new item (the
@@ -12,13 +19,24 @@ previous one, if any, stays).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import multiprocessing
+import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,7 +53,7 @@ from geo_platform.lib.raster.cog import LocalCog, write_cog_tiers
 from geo_platform.lib.raster.compare import compare_pixels
 from geo_platform.lib.raster.describe import describe_cog
 from geo_platform.lib.raster.options import raster_options
-from geo_platform.lib.raster.thumbnail import thumbnail_markdown, thumbnail_png
+from geo_platform.lib.raster.thumbnail import previews, thumbnail_png
 from geo_platform.lib.raster.tiers import (
     THUMBNAIL_CONTAINER,
     TIER_SPECS,
@@ -245,15 +263,24 @@ def _process(
                 for tier, cog in cogs.items()
                 if tier not in failed
             }
+            # Each tier's preview for the UI, and the item's thumbnail when it comes from
+            # a tier just written: one read of the tier's overviews for both.
+            picture = next((t for t in _THUMBNAIL_ORDER if t in written), None)
+            pictures = {
+                tier: previews(cogs[tier].path, png=plan.item and tier == picture)
+                for tier in written
+            }
             if plan.item and not failed:
                 outcome.item = _item(
                     key, plan, ctx, info, written, requested, blob.last_modified, warp,
                     outcome.made_with, bronze_copy, Path(tmp),
+                    {t: png for t, (_, png) in pictures.items() if png is not None},
                 )  # fmt: skip
             for tier, ref in written.items():
                 outcome.tiers[tier] = _store_tier(
                     store, key, cogs[tier], ref, info, ctx.prices, outcome.made_with,
                     crs=str(warp["target_crs"]) if warp else info.crs,
+                    thumbnail=pictures[tier][0],
                 )  # fmt: skip
     if failed:
         which = "; ".join(f"cog_{tier.value} failed {check}" for tier, check in failed.items())
@@ -356,11 +383,11 @@ def _store_tier(
     made_with: str = "",
     *,
     crs: str | None = None,
+    thumbnail: str,
 ) -> TierOutcome:
     spec = TIER_SPECS[cog.tier]
     blob_key = tier_blob_key(cog.tier, key, cog.sha256)
     # Read before the file is handed to the store (which may move it).
-    thumbnail = thumbnail_markdown(cog.path)
     # A reprojected tier's CRS is the collection's target, not the source's.
     described = describe_cog(cog.path, info.size_bytes, crs or info.crs)
     stored = store.upload_file(
@@ -451,18 +478,25 @@ def remove_old_versions(
     """Once ``item`` is stored: remove every stored tier version of ``bronze/<key>`` that
     it does not point at (earlier versions, tiers that no longer apply or were dropped),
     nor the item in ``catalog`` does (another process may have stored its own since)."""
-    items = [item]
-    if catalog is not None and (stored := catalog.get_item(item["collection"], item["id"])):
-        items.append(stored)
-    current = {asset.get("href") for i in items for asset in i.get("assets", {}).values()}
-    for tier, versions in tier_versions(store, key).items():
-        container = TIER_SPECS[tier].container
-        for blob in versions:
-            if store.href(container, blob.key) not in current:
-                store.delete(container, blob.key)
-    for blob in thumbnail_versions(store, key):
-        if store.href(THUMBNAIL_CONTAINER, blob.key) not in current:
-            store.delete(THUMBNAIL_CONTAINER, blob.key)
+    current = _hrefs(item)
+    stale = [
+        (TIER_SPECS[tier].container, blob.key)
+        for tier, versions in tier_versions(store, key).items()
+        for blob in versions
+    ] + [(THUMBNAIL_CONTAINER, blob.key) for blob in thumbnail_versions(store, key)]
+    stale = [(c, k) for c, k in stale if store.href(c, k) not in current]
+    # The stored item is read only when something would go: usually nothing does (a new
+    # raster, an unchanged tier), and a catalog read per raster is most of this step.
+    if stale and catalog is not None:
+        if stored := catalog.get_item(item["collection"], item["id"]):
+            current |= _hrefs(stored)
+    for container, blob_key in stale:
+        if store.href(container, blob_key) not in current:
+            store.delete(container, blob_key)
+
+
+def _hrefs(item: dict[str, Any]) -> set[str]:
+    return {asset.get("href") for asset in item.get("assets", {}).values()}
 
 
 def _item(
@@ -477,6 +511,7 @@ def _item(
     made_with: str,
     source: Path,
     tmp: Path,
+    pictures: dict[Tier, bytes],
 ) -> dict[str, Any] | None:
     """The item over the tiers of this source version that the collection asks for:
     those just written, and those stored by earlier runs from the same source; with a
@@ -493,7 +528,8 @@ def _item(
     picture = next(refs[t] for t in _THUMBNAIL_ORDER if t in refs)
     # GDAL reads a stored tier in place (a file, or /vsiaz/ with the store's credentials).
     with rasterio.Env(**ctx.blob_store.gdal_env()):
-        thumbnail = _store_thumbnail(ctx.blob_store, key, picture.gdal_path, tmp)
+        png = pictures.get(picture.tier) or thumbnail_png(picture.gdal_path)
+        thumbnail = _store_thumbnail(ctx.blob_store, key, png, tmp)
         item = build_item(
             read_from.gdal_path,
             key,
@@ -511,13 +547,13 @@ def _item(
     return item
 
 
-def _store_thumbnail(store: BlobStore, key: str, gdal_path: str, tmp: Path) -> ThumbnailRef:
-    """A ~256 px PNG of the tier, stored under its own checksum (an unchanged picture
+def _store_thumbnail(store: BlobStore, key: str, picture: bytes, tmp: Path) -> ThumbnailRef:
+    """A ~256 px PNG of a tier, stored under its own checksum (an unchanged picture
     keeps its name)."""
     png = tmp / "thumbnail.png"
-    png.write_bytes(thumbnail_png(gdal_path))
-    sha256 = sha256_file(png)
-    size = png.stat().st_size
+    png.write_bytes(picture)
+    sha256 = hashlib.sha256(picture).hexdigest()
+    size = len(picture)
     blob_key = thumbnail_blob_key(key, sha256)
     store.upload_file(
         png, THUMBNAIL_CONTAINER, blob_key, metadata={SHA256_METADATA: sha256}, consume=True
@@ -543,16 +579,15 @@ def process_rasters(
     workers: int,
     item_batch_size: int,
 ) -> Iterator[RasterOutcome]:
-    """``process_raster`` for every key on ``workers`` threads, at most two rasters per
-    worker in flight; items are written to ``catalog`` in batches, and an outcome with an
-    item is yielded once the item is stored (or with the write's error)."""
+    """``process_raster`` for every key on ``workers`` worker processes (a thread when
+    ``workers`` is 1), at most eight rasters per worker in flight; items are written to
+    ``catalog`` in batches, and an outcome with an item is yielded once the item is stored
+    (or with the write's error)."""
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
     writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raster") as pool:
-        for outcome in _bounded(
-            pool, keys, lambda key: process_raster(key, plan, ctx), workers * 2
-        ):
+    with _RasterWorkers(plan, ctx, workers) as pool:
+        for outcome in pool.outcomes(keys, in_flight=workers * 8):
             if outcome.item is None:
                 yield outcome
                 continue
@@ -564,29 +599,96 @@ def process_rasters(
         yield from writer.write(pending)
 
 
-def _bounded(
-    pool: ThreadPoolExecutor,
-    keys: Iterable[str],
-    work: Callable[[str], RasterOutcome],
-    in_flight: int,
-) -> Iterator[RasterOutcome]:
-    """Results of ``work`` over ``keys`` in completion order, ``in_flight`` at a time."""
-    iterator = iter(keys)
-    running: set[Future[RasterOutcome]] = set()
-    while True:
-        while len(running) < in_flight and (key := next(iterator, None)) is not None:
-            running.add(pool.submit(work, key))
-        if not running:
-            return
-        done, running = wait(running, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield future.result()
+class _RasterWorkers:
+    """Runs ``process_raster`` on a thread (one worker) or on worker processes started
+    from a fork server that has this module imported (a worker starts in ~50 ms)."""
+
+    def __init__(self, plan: RasterPlan, ctx: RasterContext, workers: int) -> None:
+        self.plan, self.ctx, self.workers = plan, ctx, workers
+        self.pool: Executor | None = None
+
+    def __enter__(self) -> _RasterWorkers:
+        self.pool = self._new_pool(self.workers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+
+    def _new_pool(self, workers: int) -> Executor:
+        if workers <= 1 and self.pool is None:
+            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="raster")
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        store = self.ctx.blob_store
+        # The store is rebuilt from its settings in the worker: its SDK clients do not pickle.
+        without_store = replace(self.ctx, blob_store=None)  # type: ignore[arg-type]
+        start = partial(
+            _start_worker, dict(os.environ), without_store, type(store), store.model_dump()
+        )
+        return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=start)
+
+    def _submit(self, key: str) -> Future[RasterOutcome]:
+        assert self.pool is not None
+        if isinstance(self.pool, ThreadPoolExecutor):
+            return self.pool.submit(process_raster, key, self.plan, self.ctx)
+        try:
+            return self.pool.submit(_process_in_worker, key, self.plan)
+        except BrokenProcessPool:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self._new_pool(self.workers)
+            return self.pool.submit(_process_in_worker, key, self.plan)
+
+    def outcomes(self, keys: Iterable[str], *, in_flight: int) -> Iterator[RasterOutcome]:
+        """The outcome of every key, in completion order, ``in_flight`` at a time."""
+        iterator = iter(keys)
+        running: dict[Future[RasterOutcome], str] = {}
+        while True:
+            while len(running) < in_flight and (key := next(iterator, None)) is not None:
+                running[self._submit(key)] = key
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                key = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    yield self._alone(key)
+
+    def _alone(self, key: str) -> RasterOutcome:
+        """A raster whose worker process died, run again in a process of its own."""
+        with self._new_pool(1) as pool:
+            try:
+                return pool.submit(_process_in_worker, key, self.plan).result()
+            except BrokenProcessPool:
+                return RasterOutcome(key).fail(
+                    f"{BRONZE}/{key}: the process working on it died (GDAL crashed on it, "
+                    "or the machine ran out of memory)"
+                )
+
+
+# The context of the rasters a worker process runs (set by ``_start_worker``).
+_WORKER_CONTEXT: dict[str, RasterContext] = {}
+
+
+def _start_worker(
+    environment: dict[str, str], ctx: RasterContext, store_type: type, store_settings: dict
+) -> None:
+    # The fork server started with the environment of the run that first needed it.
+    os.environ.clear()
+    os.environ.update(environment)
+    _WORKER_CONTEXT["ctx"] = replace(ctx, blob_store=store_type(**store_settings))
+
+
+def _process_in_worker(key: str, plan: RasterPlan) -> RasterOutcome:
+    return process_raster(key, plan, _WORKER_CONTEXT["ctx"])
 
 
 def _extended(
     collection_id: str,
     items: list[dict[str, Any]],
-    bbox: tuple[float, float, float, float] | None,
+    bbox: tuple[float, ...] | None,
     current: dict[str, Any] | None,
 ) -> dict[str, Any]:
     extended = extend_collection(current or new_collection(collection_id), items)
@@ -665,7 +767,7 @@ class _ItemWriter:
                 # own aggregate (one SQL query): a union grown batch by batch depends on
                 # the order of the batches once boxes reach round the antimeridian.
                 for collection, written in by_collection.items():
-                    bbox = self.catalog.collection_aggregate(collection).bbox
+                    bbox = self.catalog.collection_bbox(collection)
                     updated = self.catalog.update_collection(
                         collection, partial(_extended, collection, written, bbox)
                     )

@@ -228,6 +228,11 @@ class DuckDBCatalog(StacCatalog):
             rows = con.execute("SELECT id FROM items WHERE collection = ?", [collection_id])
             return {row[0] for row in rows.fetchall()}
 
+    def collection_bbox(self, collection_id: str) -> tuple[float, ...] | None:
+        with self._connection(write=False) as con:
+            union = union_bbox(con.execute(_MERGED_ARCS, [collection_id]).fetchall())
+        return tuple(union) if union else None
+
     def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
         with self._connection(write=False) as con:
             count, start, end = con.execute(
@@ -469,13 +474,14 @@ _COLUMN_TYPES = {
     "ymax": "DOUBLE",
     "geometry": "BLOB",
     "content": "VARCHAR",
+    "bbox": "DOUBLE[]",
 }
 # Assets of every item of a collection, by tier: the JSON is read in the database.
 # Item bboxes (2D or 3D) merged into a few longitude arcs by DuckDB.
 _MERGED_ARCS = (
     """
     WITH bboxes AS (
-        SELECT json_extract(content, '$.bbox')::DOUBLE[] AS b FROM items WHERE collection = ?
+        SELECT bbox AS b FROM items WHERE collection = ?
     ),
     boxes AS (
         SELECT b[1] AS w, b[2] AS s, b[len(b) // 2 + 1] AS e, b[len(b) // 2 + 2] AS n
@@ -555,6 +561,8 @@ def _item_columns(items: list[dict[str, Any]]) -> _Columns:
             columns[name].append(value)
         columns["geometry"].append(geometry.wkb)
         columns["content"].append(orjson.dumps(item).decode())
+        bbox = item.get("bbox")
+        columns["bbox"].append([float(v) for v in bbox] if isinstance(bbox, list) else None)
     return columns
 
 

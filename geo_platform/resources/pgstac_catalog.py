@@ -163,6 +163,13 @@ class PgstacCatalog(StacCatalog):
 
         return self._run(f"listing the items of {collection_id!r}", work)
 
+    def collection_bbox(self, collection_id: str) -> tuple[float, ...] | None:
+        def work(conn: psycopg.Connection) -> tuple[float, ...] | None:
+            union = union_bbox(conn.execute(_MERGED_ARCS, [collection_id]).fetchall())
+            return tuple(union) if union else None
+
+        return self._run(f"reading the extent of collection {collection_id!r}", work)
+
     def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
         def work(conn: psycopg.Connection) -> CollectionAggregate:
             row = conn.execute(

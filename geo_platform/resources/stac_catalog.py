@@ -75,6 +75,12 @@ class StacCatalog(ABC):
         """The ids of a collection's items (cheap: no item is read)."""
 
     @abstractmethod
+    def collection_bbox(self, collection_id: str) -> tuple[float, ...] | None:
+        """The bbox covering every item of a collection (west > east when it crosses the
+        antimeridian), or None without items: ``collection_aggregate``'s bbox alone, read
+        from columns, cheap enough to recompute after every batch of items."""
+
+    @abstractmethod
     def collection_aggregate(self, collection_id: str) -> CollectionAggregate:
         """A collection's item count, extent, EPSG codes and bytes per tier, computed by
         the database rather than by reading the items here."""

@@ -164,6 +164,8 @@ def main() -> None:
     data = h.DATA / f"many_files-{args.profile}"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
+    # The tier the bare loop writes (the platform's default is every tier that applies).
+    (data / "collections.yaml").write_text("many:\n  output_tier: analysis\n")
     # The files landed just now and nobody else ingests them: no settling time.
     env = h.platform_env(args.profile, data_dir=str(data), run_sensor_settle_seconds="0")
     prefix = f"b{uuid.uuid4().hex[:8]}-"  # this run's containers and databases

@@ -65,6 +65,7 @@ from geo_platform.lib.raster.tiers import (
     thumbnail_versions_prefix,
     tier_blob_key,
 )
+from geo_platform.lib.raster.tiling import is_tile_output
 from geo_platform.lib.raster.validate import RasterInfo, check_file_size, validate_raster
 from geo_platform.lib.stac.collection import extend_collection, new_collection
 from geo_platform.lib.stac.ids import collection_id, item_id
@@ -145,6 +146,9 @@ class RasterOutcome:
     tile_items: list[dict[str, Any]] = field(default_factory=list)
     # What its outputs depend on besides the source (the collection's reprojection).
     made_with: str = ""
+    # How many stored outputs (tier, thumbnail, tile versions) the raster had before this
+    # run wrote any; None: not looked. None left means none to remove after the item.
+    previous_outputs: int | None = None
 
     def fail(self, error: str, *, transient: bool = False) -> RasterOutcome:
         self.error, self.transient = error, transient
@@ -208,6 +212,8 @@ def _process(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
         )
         outcome.info = info
+        # Listed here, on a worker, rather than by the run's one thread after the item.
+        outcome.previous_outputs = len(stored_outputs(store, key))
         requested = requested_tiers(collection_id(key), plan.output_tier, plan.collections)
         to_write = []
         for tier in plan.tiers:
@@ -429,6 +435,23 @@ def _store_tier(
         overview_resampling=cog.resampling.name,
     )
     return TierOutcome(cog.tier, ref=stored_ref, metadata=metadata)
+
+
+def stored_outputs(store: BlobStore, key: str) -> list[tuple[str, str]]:
+    """(container, blob key) of every stored output of ``bronze/<key>``: tier, thumbnail,
+    tile and mosaic versions, all named after its stem (one listing per container)."""
+    found = []
+    for container in dict.fromkeys([*(s.container for s in TIER_SPECS.values()),
+                                    THUMBNAIL_CONTAINER]):  # fmt: skip
+        for blob in store.list_blobs(container, output_stem(key)):
+            name = blob.key
+            if (
+                any(is_tier_version(tier, key, name) for tier in TIER_SPECS)
+                or is_thumbnail_version(key, name)
+                or is_tile_output(key, name)
+            ):
+                found.append((container, name))
+    return found
 
 
 def tier_versions(store: BlobStore, key: str) -> dict[Tier, list[BlobInfo]]:
@@ -734,6 +757,11 @@ class _ItemWriter:
 
     def _remove_old_versions(self, outcome: RasterOutcome) -> None:
         assert outcome.item is not None
+        if outcome.previous_outputs == 0:
+            # Nothing was stored before this run (a new raster): nothing to look for. A
+            # version another process stored meanwhile is left over at worst, and removed
+            # by the raster's next run; readers only ever follow the items.
+            return
         try:
             remove_old_versions(self.store, outcome.key, outcome.item, self.catalog)
             remove_old_tiles(

@@ -162,9 +162,10 @@ def main() -> None:
         ours = h.run(h.call("many_files:platform", folder, data / "report.json"), env, timed=True)
         figures = json.loads((data / "report.json").read_text())
         # The ticks alone: an empty instance and bronze container of their own.
-        ticks = {"data_dir": str(data / "ticks"), "pg_dagster_database": h.database(pgstac=False)}
-        prefix = env.get("GEO_PLATFORM_AZURE_CONTAINER_PREFIX", "") + "t-"
-        ticks_env = env | h.platform_env(args.profile, azure_container_prefix=prefix, **ticks)
+        ticks_env = env | {"GEO_PLATFORM_DATA_DIR": str(data / "ticks")}
+        if args.profile == "production":
+            ticks_env["GEO_PLATFORM_PG_DAGSTER_DATABASE"] = h.database(pgstac=False)
+            ticks_env["GEO_PLATFORM_AZURE_CONTAINER_PREFIX"] += "t-"
         small = h.raster("dem", 64, h.DATA / "many-tick.tif")
         h.run(
             h.call("many_files:sensor_ticks", small, args.tick_blobs, data / "report.json"),

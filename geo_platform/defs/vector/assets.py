@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
 from geo_platform.defs.bronze import SOURCE_ETAG, bronze_source
 from geo_platform.defs.run_worker import run_scratch_folder
@@ -18,6 +19,7 @@ from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.stac.ids import collection_id
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.lib.tables import TableSpec
 from geo_platform.lib.vector.config import vector_options
 from geo_platform.lib.vector.item import VECTOR_COLLECTION, build_vector_item, vector_collection
 from geo_platform.lib.vector.load import (
@@ -163,27 +165,32 @@ def vector_table(
                 raise InvalidInputError(key, "no layer with geometry in this file")
             skipped = aspatial_layers(path, key)
             results: list[LayerResult] = []
-            for layer in layers:
-                result = load_layer(
-                    layer,
-                    key,
-                    options,
-                    workdir / f"{len(results)}.parquet",
-                    warehouse.replace_table,
-                )
-                context.log.info(
-                    f"{BRONZE}/{key}: {result.rows:,} rows into {VECTOR_SCHEMA}.{result.table} "
-                    f"in {result.seconds:.1f} s"
-                )
-                results.append(result)
-            # The exports upload while the database checks what it stored.
+            found: dict[str, GeometryCheck] = {}
+
+            def write(spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
+                # The check reads the rows swapped in (PostGIS checks them while indexing).
+                rows, found[spec.name] = warehouse.replace_table_checked(spec, batches)
+                return rows
+
+            # An export uploads once its table is swapped in (never a copy of rows that a
+            # failed swap left out), beside the next layer's load.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as uploads:
-                exports = [uploads.submit(_with_export, blob_store, key, r) for r in results]
-                found = {
-                    r.table: warehouse.check_geometries(VECTOR_SCHEMA, r.table, GEOMETRY_COLUMN)
-                    for r in results
-                }
-                records = [export.result() for export in exports]
+                exports: list[Future[dict]] = []
+                for layer in layers:
+                    export_path = workdir / f"{len(results)}.parquet"
+                    result = load_layer(layer, key, options, export_path, write)
+                    context.log.info(
+                        f"{BRONZE}/{key}: {result.rows:,} rows into {VECTOR_SCHEMA}.{result.table}"
+                        f" in {result.seconds:.1f} s"
+                    )
+                    results.append(result)
+                    exports.append(
+                        uploads.submit(_upload_export, blob_store, key, result.table, export_path)
+                    )
+                records = [
+                    {**r.record(), "export": e.result()}
+                    for r, e in zip(results, exports, strict=True)
+                ]
         blob = _bronze_blob(blob_store, key, sha256)
     except InvalidInputError as e:
         raise invalid_input_failure(e) from None
@@ -198,17 +205,12 @@ def vector_table(
     yield from _checks(found, records, options.policy.srid())
 
 
-def _with_export(blob_store: BlobStore, key: str, result: LayerResult) -> dict:
-    record = result.record()
-    target = export_key(key, result.table, ".parquet")
-    digest = sha256_file(result.export_path)
-    info = blob_store.upload_file(result.export_path, SILVER, target, consume=True)
-    record["export"] = {
-        "href": blob_store.href(SILVER, target),
-        "size": info.size,
-        "sha256": digest,
-    }
-    return record
+def _upload_export(blob_store: BlobStore, key: str, table: str, path: Path) -> dict:
+    """The table's GeoParquet copy into silver; what its record says of it."""
+    target = export_key(key, table, ".parquet")
+    digest = sha256_file(path)
+    info = blob_store.upload_file(path, SILVER, target, consume=True)
+    return {"href": blob_store.href(SILVER, target), "size": info.size, "sha256": digest}
 
 
 def _metadata(

@@ -2,9 +2,10 @@
 STAC items, and a PMTiles archive of vector tiles per table."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,16 +167,24 @@ def vector_table(
             skipped = aspatial_layers(path, key)
             results: list[LayerResult] = []
             found: dict[str, GeometryCheck] = {}
-
-            def write(spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
-                # The check reads the rows swapped in (PostGIS checks them while indexing).
-                rows, found[spec.name] = warehouse.replace_table_checked(spec, batches)
-                return rows
-
-            # An export uploads once its table is swapped in (never a copy of rows that a
-            # failed swap left out), beside the next layer's load.
+            # Each GeoParquet export is complete once its rows are in: its bytes go to
+            # silver while the warehouse indexes and checks them, and become the blob
+            # only once the table is swapped in (a failed swap commits nothing).
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as uploads:
-                exports: list[Future[dict]] = []
+                staged: list[Future[StagedExport]] = []
+
+                def write(spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
+                    export_path = workdir / f"{len(results)}.parquet"
+
+                    def then_stage() -> Iterator[pa.RecordBatch]:
+                        yield from batches
+                        staged.append(
+                            uploads.submit(_stage_export, blob_store, key, spec.name, export_path)
+                        )
+
+                    rows, found[spec.name] = warehouse.replace_table_checked(spec, then_stage())
+                    return rows
+
                 for layer in layers:
                     export_path = workdir / f"{len(results)}.parquet"
                     result = load_layer(layer, key, options, export_path, write)
@@ -184,12 +193,9 @@ def vector_table(
                         f" in {result.seconds:.1f} s"
                     )
                     results.append(result)
-                    exports.append(
-                        uploads.submit(_upload_export, blob_store, key, result.table, export_path)
-                    )
                 records = [
-                    {**r.record(), "export": e.result()}
-                    for r, e in zip(results, exports, strict=True)
+                    {**r.record(), "export": e.result().commit()}
+                    for r, e in zip(results, staged, strict=True)
                 ]
         blob = _bronze_blob(blob_store, key, sha256)
     except InvalidInputError as e:
@@ -205,12 +211,25 @@ def vector_table(
     yield from _checks(found, records, options.policy.srid())
 
 
-def _upload_export(blob_store: BlobStore, key: str, table: str, path: Path) -> dict:
-    """The table's GeoParquet copy into silver; what its record says of it."""
+@dataclass
+class StagedExport:
+    """A table's GeoParquet copy sent to silver, not yet the blob there."""
+
+    href: str
+    sha256: str
+    commit_upload: Callable[[], BlobInfo]
+
+    def commit(self) -> dict:
+        """Make it the blob; what the table's record says of it."""
+        info = self.commit_upload()
+        return {"href": self.href, "size": info.size, "sha256": self.sha256}
+
+
+def _stage_export(blob_store: BlobStore, key: str, table: str, path: Path) -> StagedExport:
     target = export_key(key, table, ".parquet")
     digest = sha256_file(path)
-    info = blob_store.upload_file(path, SILVER, target, consume=True)
-    return {"href": blob_store.href(SILVER, target), "size": info.size, "sha256": digest}
+    commit = blob_store.stage_file(path, SILVER, target)
+    return StagedExport(blob_store.href(SILVER, target), digest, commit)
 
 
 def _metadata(

@@ -33,7 +33,6 @@ from geo_platform.defs.vector.partitions import VECTOR_PARTITIONS
 from geo_platform.ingest import BronzeCopy, IngestOutcome
 from geo_platform.instance import add_partitions, get_instance
 from geo_platform.resources.blob_store import BRONZE
-from geo_platform.runs import error_message
 from geo_platform.settings import PlatformSettings
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -130,6 +129,9 @@ def _run(
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    # The raster runner's module (and the raster assets it imports) only on a failure.
+    from geo_platform.runs import error_message
+
     for event in result.all_events:
         if event.is_step_failure:
             return error_message(event)

@@ -144,7 +144,8 @@ def source_layers(path: Path, blob_key: str, workdir: Path, limits: ZipLimits) -
             for layer, kind in list_layers(path, fmt, name=name)
             if kind != "None"  # attribute-only tables: no geometry to load
         ]
-    list_layers(path, fmt, name=name)  # a readable file, or a clear error now
+    # Not opened here: GDAL reads a whole GeoJSON file to open it (for its schema), and
+    # open_layer, which does, refuses an unreadable file as clearly.
     return [Layer(path, None, None, fmt)]
 
 

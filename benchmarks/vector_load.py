@@ -57,7 +57,9 @@ def load(path: Path, fmt: str, into: str | dict[str, str]) -> h.Run:
 
 
 def main() -> None:
-    args = h.options(__doc__, features=1_000_000, formats="geojson,gpkg,parquet", repeat=1)
+    args = h.options(
+        __doc__, features=1_000_000, formats="geojson,gpkg,parquet", repeat=1, postgis_only=False
+    )
     data = h.DATA / "vector_load"
     shutil.rmtree(data, ignore_errors=True)
     with h.production(data / "production") as production:
@@ -72,12 +74,14 @@ def main() -> None:
             # Each run into a table or collection of its own: a run done again does it all again.
             sides = {"ogr2ogr": partial(load, path, fmt, f"PG:{pg}")} if fmt != "parquet" else {}
             sides["ingest, PostGIS"] = partial(load, path, fmt, production)
-            sides["ingest, DuckDB"] = partial(load, path, fmt, embedded)
+            if not args.postgis_only:
+                sides["ingest, DuckDB"] = partial(load, path, fmt, embedded)
             runs = h.rounds(sides, args.repeat)  # ratios: features/s, ogr2ogr's seconds / ours
             rows += [{"format": fmt} | r for r in h.versus(runs, ">= 1.0" * ("ogr2ogr" in runs))]
     shutil.rmtree(data)
     h.table(rows)
     quick = args.features != 1_000_000 or args.formats != "geojson,gpkg,parquet"
+    quick = quick or args.postgis_only
     h.write("vector_load", {"features": args.features, "sides": rows}, quick)
 
 

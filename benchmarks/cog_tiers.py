@@ -1,6 +1,4 @@
-"""COG tiers: ``write_cog_tiers`` vs ``gdal_translate -of COG``, tier by tier and all at once.
-
-.venv/bin/python benchmarks/cog_tiers.py [--quick] [--repeat 3]"""
+"""COG tiers: ``write_cog_tiers`` vs ``gdal_translate -of COG``, tier by tier and all at once."""
 
 import os
 import shutil
@@ -10,43 +8,33 @@ from pathlib import Path
 import harness as h
 import rasterio
 
-from geo_platform.lib.raster.cog import Tier, creation_options, overview_resampling, write_cog_tiers
-
 TIERS = {"rgb": ["visualization", "analysis", "archive"], "dem": ["analysis", "archive"]}
-GDAL_ENV = {"GDAL_CACHEMAX": "512", "GDAL_NUM_THREADS": "ALL_CPUS"}  # the same on both sides
-
-
-def gdal_cog(src: Path, tier: str, dst: Path) -> list[str]:
-    """``gdal_translate -of COG`` with our creation options for ``tier`` and our resampling."""
-    with rasterio.open(src) as ds:
-        options = creation_options(Tier(tier), ds.dtypes[0], "ALL_CPUS")
-        options["RESAMPLING"] = overview_resampling(ds).name.upper()
-    co = [arg for key, value in options.items() for arg in ("-co", f"{key}={value}")]
-    return ["gdal_translate", "-q", "-of", "COG", *co, str(src), str(dst)]
 
 
 def write(src: str, out: str, tiers: str) -> None:
     """Ours, timed in its own process by ``harness.call``."""
+    from geo_platform.lib.raster.cog import Tier, write_cog_tiers
+
     write_cog_tiers(src, [Tier(t) for t in tiers.split(",")], out, threads="ALL_CPUS")
 
 
 def side(src: Path, tiers: list[str], ours: bool):
     """One write of ``tiers`` (gdal_translate: one tier) into a folder of its own."""
     out = h.DATA / "cog_tiers_out" / f"{src.stem}-{'+'.join(tiers)}-{ours}"
-    cmd = gdal_cog(src, tiers[0], out / "cog.tif")
+    cmd = h.gdal_cog(src, tiers[0], out / "cog.tif")
     cmd = h.call("cog_tiers:write", src, out, ",".join(tiers)) if ours else cmd
 
     def once() -> h.Run:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         os.sync()  # earlier outputs are not written back during this run
-        return h.run(cmd, os.environ | GDAL_ENV, timed=ours, warm=src)
+        return h.run(cmd, os.environ | h.GDAL_ENV, timed=ours, warm=src)
 
     return once
 
 
 def main() -> None:
-    args = h.options(__doc__, quick=False, repeat=3)  # --quick: 2000² inputs, a smoke test
+    args = h.options(__doc__, quick=False, repeat=3)  # --quick: 2000² inputs
     sizes = {"rgb": 2000, "dem": 2000} if args.quick else {"rgb": 10000, "dem": 8000}
     sides = {}
     for kind, size in sizes.items():

@@ -1,16 +1,17 @@
-"""What the benchmarks share: paths, inputs, a quiet machine, measured processes, results.
-
-Each side of a benchmark is a function that prepares one run and calls ``run``; ``rounds``
-repeats them, ``summary``, ``table`` and ``write`` report. Run as a script: see ``call``."""
+"""What the benchmarks share (README.md says how they measure): inputs, a quiet machine,
+measured processes, scratch services, tables and result files."""
 
 import argparse
 import importlib
+import itertools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,10 +22,13 @@ from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / ".data"  # generated inputs and scratch space (git-ignored)
+REAL = ROOT.parent / "shared" / "data" / "real"  # beside the repository, as for the tests
 BIN = Path(sys.executable).parent  # the venv running the benchmark: geo-platform, pypgstac
+GEO_PLATFORM = BIN / "geo-platform"
 QUIET_CORES = 0.25  # other processes using less than this: the machine is quiet
 MB = 1024 * 1024
 SEED = 20240607
+GDAL_ENV = {"GDAL_CACHEMAX": "512", "GDAL_NUM_THREADS": "ALL_CPUS"}  # the same on both sides
 
 
 def _busy_s() -> float:
@@ -42,9 +46,7 @@ def _busy_s() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def wait_quiet() -> None:
-    """Wait until other processes use less than QUIET_CORES: at most 300 s, or
-    $BENCHMARK_QUIET_WAIT_S (0 to measure on a busy machine, for smoke tests)."""
+def wait_quiet() -> None:  # at most $BENCHMARK_QUIET_WAIT_S (300) seconds
     deadline = time.monotonic() + float(os.environ.get("BENCHMARK_QUIET_WAIT_S", "300"))
     while time.monotonic() < deadline:
         before = _busy_s()
@@ -53,8 +55,7 @@ def wait_quiet() -> None:
             return
 
 
-def options(doc: str, **defaults: Any) -> argparse.Namespace:
-    """The command line: ``--name`` for each default (a flag when False); ``doc``'s first line."""
+def options(doc: str, **defaults: Any) -> argparse.Namespace:  # --name per default (False: flag)
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     for name, default in defaults.items():
         kind = {"action": "store_true"} if default is False else {"type": type(default)}
@@ -72,19 +73,17 @@ print(json.dumps([time.perf_counter() - start, cpu, rss]), file=sys.stderr)
 sys.exit(os.waitstatus_to_exitcode(status))"""
 
 
-class Run(NamedTuple):
+class Run(NamedTuple):  # peak RSS in bytes; others: cores other processes used meanwhile
     wall_s: float
     cpu_s: float
-    rss: int  # peak, bytes
-    others: float = 0.0  # cores that other processes used meanwhile
+    rss: int
+    others: float = 0.0
     stdout: str = ""
 
 
 def run(cmd: Sequence, env: dict[str, str] | None = None, timed=False, warm=None) -> Run:
-    """Run ``cmd`` in a fresh process after a wait for a quiet machine: wall, CPU, peak RSS.
-
-    ``warm``: a file read first, so that the command finds it in the page cache. ``timed``:
-    ``cmd`` is a ``call``, whose own seconds and CPU seconds are kept."""
+    """``cmd`` in a fresh process, on a quiet machine: wall, CPU, peak RSS. ``warm``: a file
+    read first (page cache warm); ``timed``: ``cmd`` is a ``call``, whose own times count."""
     if warm:
         subprocess.run(["cat", warm], stdout=subprocess.DEVNULL, check=True)
     wait_quiet()
@@ -102,14 +101,14 @@ def run(cmd: Sequence, env: dict[str, str] | None = None, timed=False, warm=None
 
 
 def call(function: str, *args: object) -> list[str]:
-    """A command that times ``module:function(*args)`` in a fresh interpreter, imports
-    excluded (a worker pays them once), and prints [seconds, CPU seconds]."""
+    """A command timing ``module:function(*args)`` in a fresh interpreter, imports excluded
+    (a worker pays them once); it prints [seconds, CPU seconds]."""
     return [sys.executable, __file__, function, *map(str, args)]
 
 
 def rounds(sides: dict[str, Callable[[], Run]], repeat: int, extra: int = 2) -> dict[str, list]:
-    """``repeat`` rounds of every side, alternating, the order rotating each round. A run
-    during which others used more than QUIET_CORES is done again, ``extra`` times at most."""
+    """``repeat`` rounds of every side, the order rotating; a run during which others used
+    more than QUIET_CORES is done again, ``extra`` times at most (the least disturbed kept)."""
     runs: dict[str, list[Run]] = {name: [] for name in sides}
     names = list(sides)
     for number in range(repeat):
@@ -126,17 +125,24 @@ def rounds(sides: dict[str, Callable[[], Run]], repeat: int, extra: int = 2) -> 
     return runs
 
 
-def summary(runs: Sequence[Run]) -> dict[str, Any]:
-    """Best and median seconds, CPU seconds of the best run, worst peak RSS."""
+def summary(runs: Sequence[Run]) -> dict[str, Any]:  # CPU seconds of the best run, worst RSS
     best = min(runs, key=lambda r: r.wall_s)
     median = float(np.median([r.wall_s for r in runs]))
     peak = round(max(r.rss for r in runs) / MB)
     return {"best s": best.wall_s, "median s": median, "CPU s": best.cpu_s, "peak RSS MB": peak}
 
 
-def table(rows: Sequence[dict[str, Any]]) -> None:
-    """Print rows as a table. A column named with a target ("ratio (>= 0.9)") marks each
-    value ok or MISS: targets are reported, never asserted."""
+def versus(runs: dict[str, list[Run]], target: str = "") -> list[dict[str, Any]]:
+    """A row per side (its ``summary``); with a ``target``, the others' ratios to the first
+    side: seconds over its for "<= x", its seconds over theirs (throughput) for ">= x"."""
+    rows = [{"side": name} | summary(r) for name, r in runs.items()]
+    for row, kind in ((row, kind) for row in rows[1:] if target for kind in ("best", "median")):
+        ratio = row[f"{kind} s"] / rows[0][f"{kind} s"]
+        row[f"ratio {kind} ({target})"] = 1 / ratio if target.startswith(">") else ratio
+    return rows
+
+
+def table(rows: Sequence[dict[str, Any]]) -> None:  # a target ("(>= 0.9)") marks ok or MISS
     columns = list(dict.fromkeys(key for row in rows for key in row))
     cells = [columns] + [[_cell(row.get(c, ""), c) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
@@ -155,8 +161,7 @@ def _cell(value: Any, column: str) -> str:
     return f"{value:.2f}{mark}" if value < 100 else f"{value:,.0f}{mark}"
 
 
-def write(name: str, figures: dict[str, Any], quick: bool = False) -> None:
-    """Write the summary to ``benchmarks/results/<name>.json`` (``.quick.json``: smoke tests)."""
+def write(name: str, figures: dict[str, Any], quick: bool = False) -> None:  # quick: smoke test
     path = ROOT / "benchmarks" / "results" / f"{name}{'.quick' if quick else ''}.json"
     figures = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **figures}
     rounded = json.loads(json.dumps(figures), parse_float=lambda x: round(float(x), 4))
@@ -166,20 +171,102 @@ def write(name: str, figures: dict[str, Any], quick: bool = False) -> None:
 
 
 def platform_env(profile: str = "embedded", **settings: str) -> dict[str, str]:
-    """The environment of a ``geo-platform`` command on ``profile`` with these settings."""
     drop = {"DAGSTER_HOME", "GEO_PLATFORM_DATA_DIR", "GEO_PLATFORM_COLLECTIONS_FILE"}
     env = {k: v for k, v in os.environ.items() if k not in drop} | {"GEO_PLATFORM_PROFILE": profile}
     return env | {f"GEO_PLATFORM_{k.upper()}": v for k, v in settings.items()}
+
+
+def ingest_setup(env: dict[str, str], *options: str, source: Path | None = None) -> None:
+    """The platform exists before the first timed run: instance, catalog, a first item."""
+    source = source or raster("rgb", 256)
+    setup = [GEO_PLATFORM, "ingest", *options, "--collection", "setup", source]
+    subprocess.run(setup, env=env, check=True, capture_output=True)
+
+
+def step_seconds(env: dict[str, str]) -> dict[str, float]:
+    """Seconds of each step of the newest run on the instance of ``env`` (read by a child)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--steps"], env=env, capture_output=True, check=True
+    )
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+_TAG = f"bench_{uuid.uuid4().hex[:6]}"  # this process's scratch databases and containers
+_numbers = itertools.count()
+
+
+def sql(statement: str, *names: str) -> list[tuple]:  # {}: names as identifiers; %s: _TAG
+    import psycopg
+    from psycopg import sql as q
+
+    from geo_platform.settings import get_postgres_settings
+
+    composed = q.SQL(statement).format(*map(q.Identifier, names))
+    with psycopg.connect(get_postgres_settings().dsn("postgres"), autocommit=True) as conn:
+        cursor = conn.execute(composed, [_TAG] if "%s" in statement else None)
+        return cursor.fetchall() if cursor.description else []
+
+
+def database(template: str | None = None, pgstac: bool = True) -> str:
+    """A scratch database: a copy of ``template``, or new (``pgstac``: migrated by pypgstac)."""
+    from geo_platform.settings import get_postgres_settings
+
+    name = f"{_TAG}_{next(_numbers)}"
+    sql("CREATE DATABASE {}" + " TEMPLATE {}" * bool(template), name, *filter(None, [template]))
+    if pgstac and not template:
+        migrate = [BIN / "pypgstac", "migrate", "--dsn", get_postgres_settings().dsn(name)]
+        subprocess.run(migrate, check=True, capture_output=True)
+    sql("CHECKPOINT")  # dirty buffers are flushed now, not during the next run
+    return name
+
+
+@contextmanager
+def production(data_dir: Path, **settings: str) -> Iterator[dict[str, str]]:
+    """The production profile on scratch services: a pgSTAC database, a Dagster database and
+    Azurite containers of its own, all removed at the end (they can hold gigabytes)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from geo_platform.settings import AZURITE_CONNECTION_STRING
+
+    prefix = f"b{_TAG[6:]}-"
+    try:
+        yield platform_env(
+            "production", data_dir=str(data_dir), pg_database=database(),
+            pg_dagster_database=database(pgstac=False), azure_container_prefix=prefix, **settings,
+        )  # fmt: skip
+    finally:
+        service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+        for container in service.list_containers(name_starts_with=prefix):
+            service.delete_container(container.name)
+        drop_databases()
+
+
+def drop_databases() -> None:  # this process's
+    for (name,) in sql("SELECT datname FROM pg_database WHERE starts_with(datname, %s)"):
+        sql("DROP DATABASE {} WITH (FORCE)", name)
+
+
+def gdal_cog(src: Path, tier: str, dst: Path) -> list[str]:
+    """``gdal_translate -of COG`` with our creation options for ``tier`` and our resampling."""
+    from geo_platform.lib.raster.cog import Tier, creation_options, overview_resampling
+
+    with rasterio.open(src) as ds:
+        options = creation_options(Tier(tier), ds.dtypes[0], "ALL_CPUS")
+        options["RESAMPLING"] = overview_resampling(ds).name.upper()
+    co = [arg for key, value in options.items() for arg in ("-co", f"{key}={value}")]
+    return ["gdal_translate", "-q", "-of", "COG", *co, str(src), str(dst)]
 
 
 # Inputs: noise fields (octaves' cell sizes, persistence) plus texture: realistic compression.
 _FIELDS = {
     "rgb": [([900, 300, 110], 0.35), ([1500, 500, 160, 50, 16, 5], 0.55), ([2500, 800], 0.3)],
     "dem": [([3000, 1200, 480, 190, 75, 30, 12, 5], 0.5), ([700, 260, 90], 0.55)],
+    "gray": [([2000, 600, 150, 40], 0.5)],
 }
 _PALETTE = np.float64(
     [(74, 98, 52), (118, 138, 64), (164, 152, 112), (92, 82, 70), (196, 188, 168), (48, 66, 92)]
 )
+_GRAY_BASE = 4000  # gray: a field this size repeated with an offset (40,000² in minutes)
 
 
 def _noise(octaves: list, persistence: float, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -197,16 +284,21 @@ def _noise(octaves: list, persistence: float, rows: np.ndarray, cols: np.ndarray
     return total / norm
 
 
-def _pixels(fields: list, rng: np.random.Generator, rows: np.ndarray, size: int) -> np.ndarray:
-    if len(fields) == 3:  # land-cover parcels, shaded, a few roads, sensor noise
-        parcels, shade, roads = fields
+def _pixels(kind: str, fields: list, rng: np.random.Generator, rows: np.ndarray, size: int):
+    if kind == "rgb":  # land-cover parcels, shaded, a few roads, sensor noise
+        parcels, shade, roads = (_noise(*f, rows, np.arange(size, dtype=float)) for f in fields)
         rgb = _PALETTE[np.clip(((parcels - 0.2) / 0.6 * 6).astype(int), 0, 5)]
         rgb *= (0.65 + 0.7 * shade)[..., None]
         rgb[np.abs(roads - 0.5) < 0.004] = (205, 200, 190)
         rgb += rng.normal(0.0, 5.0, rgb.shape)
         return np.clip(rgb, 0, 255).astype(np.uint8).transpose(2, 0, 1)
-    terrain, ridges = fields  # heights in metres, centimetre noise
-    dem = 150 + 2200 * terrain**1.6 + 180 * (1 - np.abs(2 * ridges - 1))
+    if kind == "gray":  # the base field shifted per repetition, sensor noise
+        base, cols = fields[0], np.arange(size)
+        values = base[(rows.astype(int) % len(base))[:, None], cols % len(base)]
+        values += (cols // len(base)) * 23 + (rows // len(base) * 11).astype(int)[:, None]
+        return ((values + rng.integers(0, 7, values.shape, np.int16)) % 240).astype(np.uint8)[None]
+    terrain, ridges = (_noise(*f, rows, np.arange(size, dtype=float)) for f in fields)
+    dem = 150 + 2200 * terrain**1.6 + 180 * (1 - np.abs(2 * ridges - 1))  # metres
     dem += rng.normal(0.0, 0.02, dem.shape)
     y, x, a = (rows[:, None] - size / 2) / size, (np.arange(size) - size / 2) / size, np.deg2rad(12)
     u, v = x * np.cos(a) - y * np.sin(a), x * np.sin(a) + y * np.cos(a)
@@ -215,30 +307,44 @@ def _pixels(fields: list, rng: np.random.Generator, rows: np.ndarray, size: int)
 
 
 def raster(kind: str, size: int, path: Path | None = None, seed: int = SEED, x0=4e5) -> Path:
-    """A ``size``² 3-band uint8 ``rgb`` or float32 ``dem``, generated once, deterministically."""
-    rgb = kind == "rgb"
-    dtype, nodata = ("uint8", None) if rgb else ("float32", -9999.0)
+    """A ``size``² ``rgb`` (3-band uint8), ``dem`` (float32) or ``gray`` (uint8), tiled 512
+    and uncompressed, generated once, deterministically, a strip at a time."""
+    dtype, count, nodata, res, bigtiff = {
+        "rgb": ("uint8", 3, None, 0.5, "NO"), "dem": ("float32", 1, -9999.0, 2.0, "NO"),
+        "gray": ("uint8", 1, None, 1.0, "YES"),
+    }[kind]  # fmt: skip
     path = path or DATA / f"{kind}_{dtype}_{size}x{size}.tif"
     if path.exists():
         return path
-    rng = np.random.default_rng([seed, size, 3 if rgb else 1])
-    fields = [([(c, rng.random((size // c + 2,) * 2)) for c in cs], p) for cs, p in _FIELDS[kind]]
+    rng = np.random.default_rng([seed, size, count] if kind != "gray" else [seed, size])
+    side = min(size, _GRAY_BASE) if kind == "gray" else size
+    fields = [([(c, rng.random((side // c + 2,) * 2)) for c in cs], p) for cs, p in _FIELDS[kind]]
+    if kind == "gray":
+        axis = np.arange(side, dtype=float)
+        fields = [(_noise(*fields[0], axis, axis) * 230).astype(np.int16)]
     profile = dict(driver="GTiff", crs="EPSG:32633", tiled=True, blockxsize=512, blockysize=512)
-    profile |= dict(width=size, height=size, count=3 if rgb else 1, dtype=dtype, nodata=nodata)
-    transform = from_origin(x0, 5.6e6, *[0.5 if rgb else 2.0] * 2)
+    profile |= dict(width=size, height=size, count=count, dtype=dtype, nodata=nodata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial, cols = path.with_suffix(".partial.tif"), np.arange(size, dtype=float)
-    with rasterio.open(partial, "w", transform=transform, **profile) as dst:
+    partial = path.with_suffix(".partial.tif")
+    with rasterio.open(
+        partial, "w", transform=from_origin(x0, 5.6e6, res, res), BIGTIFF=bigtiff, **profile
+    ) as dst:
         for row in range(0, size, 512):
             rows = np.arange(row, min(row + 512, size), dtype=float)
-            values = [_noise(*field, rows, cols) for field in fields]
-            data = _pixels(values, np.random.default_rng([seed, row]), rows, size)
+            data = _pixels(kind, fields, np.random.default_rng([seed, row]), rows, size)
             dst.write(data, window=Window(0, row, size, rows.size))
     partial.rename(path)
     return path
 
 
-if __name__ == "__main__":  # the child of ``call``
+if __name__ == "__main__" and sys.argv[1] == "--steps":  # the child of ``step_seconds``
+    from geo_platform.instance import get_instance
+    from geo_platform.settings import get_platform_settings
+
+    instance = get_instance(get_platform_settings())
+    stats = instance.get_run_step_stats(instance.get_runs(limit=1)[0].run_id)
+    print(json.dumps({s.step_key: s.end_time - s.start_time for s in stats}))
+elif __name__ == "__main__":  # the child of ``call``
     module, name = sys.argv[1].split(":")
     function = getattr(importlib.import_module(module), name)
     wall, cpu = time.perf_counter(), time.process_time()

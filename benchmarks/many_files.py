@@ -1,40 +1,29 @@
 """Thousands of small rasters landed in bronze, to the catalog: the sensor's ticks and the
-runs they request, vs a bare loop of the same library calls.
-
-.venv/bin/python benchmarks/many_files.py [--files 10000] [--tick_blobs 10000]
-    [--profile embedded|production]
-
-End to end: ``--files`` rasters from bronze to catalog, then the sensor alone (no runs) over a
-container of ``--tick_blobs`` blobs: a pass registering them all, and a pass finding nothing.
-"""
+runs they request, vs a bare loop of the same library calls; then the sensor alone."""
 
 import datetime as dt
 import json
 import shutil
 import statistics
-import subprocess
 import time
-import uuid
+from contextlib import nullcontext
 from pathlib import Path
 
 import harness as h
-import stac_load
-from azure.storage.blob import BlobServiceClient
 
 from geo_platform import backends, settings
 from geo_platform.lib.raster import cog, tiers, validate
 from geo_platform.lib.stac import collection, item
-from geo_platform.settings import AZURITE_CONNECTION_STRING, get_postgres_settings
 
 
-def bare_loop(folder: str, data_dir: str) -> None:
+def bare_loop(folder: str, data_dir: str, name: str = "bare", batch_size: str = "200") -> None:
     """Per file, what the platform does (validation, analysis tier, item), with no Dagster;
-    items written 200 at a time, as the platform writes them."""
+    items written ``batch_size`` at a time (200: as the platform's runs write them)."""
     catalog = backends.stac_catalog(settings.get_platform_settings())
-    catalog.upsert_collection(collection.new_collection("bare"))
+    catalog.upsert_collection(collection.new_collection(name))
     batch, analysis = [], tiers.Tier.ANALYSIS
     for path in sorted(Path(folder).glob("*.tif")):
-        key = f"bare/{path.name}"
+        key = f"{name}/{path.name}"
         info = validate.validate_raster(path, settings.LimitSettings(), name=key)
         out = cog.write_cog_tiers(path, [analysis], Path(data_dir) / "bare" / path.stem)[analysis]
         ref = tiers.TierRef(analysis, str(out.path), str(out.path), out.size_bytes, out.sha256)
@@ -42,16 +31,15 @@ def bare_loop(folder: str, data_dir: str) -> None:
         batch.append(
             item.build_item(ref.href, key, [ref], source_sha256=info.sha256, fallback_datetime=at)
         )
-        if len(batch) == 200:
+        if len(batch) == int(batch_size):
             catalog.upsert_items(batch)
             batch = []
     catalog.upsert_items(batch)
 
 
 def platform(folder: str, report: str) -> None:
-    """Land the files in bronze, then what the daemon does: sensor ticks (their results
-    applied to the instance) until a pass finds nothing new, and every requested run;
-    then one more pass over the whole container, which finds nothing to do."""
+    """Land the files in bronze, then what the daemon does: ticks until a pass finds
+    nothing new, every requested run, then one more pass, which must find nothing."""
     import dagster as dg
 
     from geo_platform.instance import get_instance
@@ -106,9 +94,8 @@ def platform(folder: str, report: str) -> None:
 
 
 def sensor_ticks(source: str, count: str, report: str) -> None:
-    """The sensor alone over a container of ``count`` blobs (copies of one small raster):
-    ticks until a pass has registered and requested them all (their runs are not run),
-    then a pass that finds nothing new."""
+    """The sensor alone over ``count`` copies of a small raster: a pass that requests them
+    all (runs not run), then a pass that finds nothing new."""
     from concurrent.futures import ThreadPoolExecutor
 
     from geo_platform.instance import get_instance
@@ -158,73 +145,55 @@ def _log(path: Path, line: str) -> None:
 
 def main() -> None:
     args = h.options(__doc__, files=10_000, profile="embedded", tick_blobs=10_000)
-    folder = h.DATA / f"many-{args.files}"
+    folder, data = h.DATA / f"many-{args.files}", h.DATA / f"many_files-{args.profile}"
     for i in range(args.files):
         h.raster("dem", 256, folder / f"r{i:05d}.tif", h.SEED + i, 4e5 + i * 512)
-    data = h.DATA / f"many_files-{args.profile}"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     # The tier the bare loop writes (the platform's default is every tier that applies).
     (data / "collections.yaml").write_text("many:\n  output_tier: analysis\n")
     # The files landed just now and nobody else ingests them: no settling time.
-    env = h.platform_env(args.profile, data_dir=str(data), run_sensor_settle_seconds="0")
-    prefix = f"b{uuid.uuid4().hex[:8]}-"  # this run's containers and databases
-    databases = [f"bench_many_{prefix[1:-1]}_{db}" for db in ("catalog", "dagster", "ticks")]
-    if args.profile == "production":
-        for name in databases:
-            stac_load.query("CREATE DATABASE {}", name)
-        dsn = get_postgres_settings().dsn(databases[0])
-        subprocess.run([h.BIN / "pypgstac", "migrate", "--dsn", dsn], check=True)
-        env |= h.platform_env(
-            "production", pg_database=databases[0], pg_dagster_database=databases[1],
-            azure_container_prefix=prefix, run_sensor_settle_seconds="0",
-        )  # fmt: skip
-    report = data / "platform.json"
-    try:
+    embedded = nullcontext(h.platform_env(data_dir=str(data), run_sensor_settle_seconds="0"))
+    with (
+        h.production(data, run_sensor_settle_seconds="0")
+        if args.profile == "production"
+        else embedded as env
+    ):
         # Both sides timed without interpreter start and imports (a worker pays them once).
         bare = h.run(h.call("many_files:bare_loop", folder, data), env, timed=True)
-        ours = h.run(h.call("many_files:platform", folder, report), env, timed=True)
-        figures = json.loads(report.read_text())
+        ours = h.run(h.call("many_files:platform", folder, data / "report.json"), env, timed=True)
+        figures = json.loads((data / "report.json").read_text())
         # The ticks alone: an empty instance and bronze container of their own.
-        ticks_env = env | {
-            "GEO_PLATFORM_DATA_DIR": str(data / "ticks"),
-            "GEO_PLATFORM_PG_DAGSTER_DATABASE": databases[2],
-            "GEO_PLATFORM_AZURE_CONTAINER_PREFIX": f"{prefix}t-",
-        }
-        small = h.raster("dem", 64, h.DATA / "many-tick.tif")
-        h.run(h.call("many_files:sensor_ticks", small, args.tick_blobs, report), ticks_env)
-        full, idle = json.loads(report.read_text())
-    finally:
+        ticks_env = env | {"GEO_PLATFORM_DATA_DIR": str(data / "ticks")}
         if args.profile == "production":
-            for name in databases:
-                stac_load.query("DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
-            # Bronze and silver copies of 10,000 rasters are gigabytes: never leave them.
-            service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
-            for container in service.list_containers(name_starts_with=prefix):
-                service.delete_container(container.name)
-    seconds = figures["seconds"]
-    rows = [
-        {"side": "bare loop", "files/s": args.files / bare.wall_s, "s": bare.wall_s,
-         "peak RSS MB": bare.rss // h.MB},
-        {"side": "sensor + runs", "files/s": args.files / seconds, "s": seconds,
-         "peak RSS MB": ours.rss // h.MB, "ours/bare (<= 1.5)": seconds / bare.wall_s,
-         "runs": figures["runs"], "files per run (>= 10)": args.files / max(1, figures["runs"]),
-         "ticks": figures["ticks"], "tick median s": figures["tick median s"],
-         "tick max s (<= 30)": figures["tick max s"],
-         "idle tick max s (<= 30)": figures["idle tick max s"]},
-    ]  # fmt: skip
-    h.table(rows)
+            ticks_env["GEO_PLATFORM_PG_DAGSTER_DATABASE"] = h.database(pgstac=False)
+            ticks_env["GEO_PLATFORM_AZURE_CONTAINER_PREFIX"] += "t-"
+        small = h.raster("dem", 64, h.DATA / "many-tick.tif")
+        h.run(
+            h.call("many_files:sensor_ticks", small, args.tick_blobs, data / "report.json"),
+            ticks_env,
+        )
+        passes = json.loads((data / "report.json").read_text())
+    seconds, runs = figures["seconds"], max(1, figures["runs"])
+    rows = [{"side": "bare loop", "s": bare.wall_s, "peak RSS MB": bare.rss // h.MB}]
+    rows.append({"side": "sensor + runs", "s": seconds, "peak RSS MB": ours.rss // h.MB,
+                 "ours/bare (<= 1.5)": seconds / bare.wall_s, "runs": figures["runs"],
+                 "files per run (>= 10)": args.files / runs, "ticks": figures["ticks"],
+                 "tick median s": figures["tick median s"],
+                 "tick max s (<= 30)": figures["tick max s"],
+                 "idle tick max s (<= 30)": figures["idle tick max s"]})  # fmt: skip
+    h.table([{"files/s": args.files / row["s"]} | row for row in rows])
     print(f"items cataloged: {figures['items']} of {args.files}; ", end="")
     print(f"runs requested by a second pass: {figures['runs requested again']}")
-    ticks = [
+    ticks_rows = [
         {"sensor over": f"{args.tick_blobs:,} blobs", "pass": name, "ticks": len(p["ticks"]),
          "runs requested": p["runs"], "tick median s": statistics.median(p["ticks"]),
          "tick max s (<= 30)": max(p["ticks"]), "cursor bytes": p["cursor bytes"]}
-        for name, p in (("new blobs", full), ("nothing new", idle))
+        for name, p in zip(("new blobs", "nothing new"), passes, strict=True)
     ]  # fmt: skip
-    h.table(ticks)
+    h.table(ticks_rows)
     shutil.rmtree(data)
-    results = {"files": args.files, "sides": rows, "items": figures["items"], "ticks": ticks}
+    results = {"files": args.files, "sides": rows, "items": figures["items"], "ticks": ticks_rows}
     h.write(
         f"many_files.{args.profile}", results, args.files != 10_000 or args.tick_blobs != 10_000
     )

@@ -1,6 +1,4 @@
-"""``geo-platform stac search`` as a whole command over 100,000 items: embedded vs pgSTAC.
-
-.venv/bin/python benchmarks/stac_search.py [--items 100000] [--queries 30]"""
+"""``geo-platform stac search`` as a whole command over 100,000 items: embedded vs pgSTAC."""
 
 import datetime as dt
 import json
@@ -10,7 +8,6 @@ import statistics
 import subprocess
 import uuid
 from functools import partial
-from pathlib import Path
 
 import harness as h
 import numpy as np
@@ -19,18 +16,18 @@ import orjson
 # Imported before the timed write, as in the Dagster step that writes items (which built
 # them with shapely and pystac already).
 import shapely  # noqa: F401
-import stac_load
+from stac_load import stac_items
 
 from geo_platform.backends import stac_catalog
 from geo_platform.resources import duckdb_catalog, pgstac_catalog  # noqa: F401
 from geo_platform.settings import get_platform_settings
 
 
-def queries(count: int, source: Path = stac_load.REAL_STAC) -> list[list[str]]:
+def queries(count: int) -> list[list[str]]:
     """Seeded bbox + datetime searches around real items (0.01° to 1°; ±30 days to ±3 years
     or open-ended): each matches at least its item."""
     rng, found = random.Random(h.SEED), []
-    real = [orjson.loads(line) for line in (source / "naip-items.ndjson").open("rb")]
+    real = [orjson.loads(line) for line in (h.REAL / "stac" / "naip-items.ndjson").open("rb")]
     for number in range(count):
         item, r = rng.choice(real), (0.005, 0.025, 0.125, 0.5)[number % 4]
         x, y = (item["bbox"][0] + item["bbox"][2]) / 2, (item["bbox"][1] + item["bbox"][3]) / 2
@@ -51,18 +48,16 @@ def write_one(items: str) -> None:
 
 def main() -> None:
     args = h.options(__doc__, items=100_000, queries=30)
-    items, collection = stac_load.stac_items(args.items)
-    embedded, cli = h.DATA / "stac_search_embedded", h.BIN / "geo-platform"
+    items, collection = stac_items(args.items)
+    embedded, search = h.DATA / "stac_search_embedded", [h.GEO_PLATFORM, "stac", "search"]
     shutil.rmtree(embedded, ignore_errors=True)
-    stac_load.drop_databases()
     envs = {"embedded": h.platform_env(data_dir=str(embedded))}
-    envs["pgSTAC"] = h.platform_env("production", pg_database=stac_load.database())
-    search = [cli, "stac", "search", "--limit", "10"]
+    envs["pgSTAC"] = h.platform_env("production", pg_database=h.database())
     for env in envs.values():  # then a first search, untimed: page cache, database buffers
-        load = [cli, "stac", "load", items, "--collection", collection]
+        load = [h.GEO_PLATFORM, "stac", "load", items, "--collection", collection]
         subprocess.run(load, env=env, check=True, capture_output=True)
         subprocess.run(search, env=env, check=True, capture_output=True)
-    searches = [[*search, *q] for q in queries(args.queries)]
+    searches = [[*search, "--limit", "10", *q] for q in queries(args.queries)]
     sides = {
         f"{i} {n}": partial(h.run, q, e) for i, q in enumerate(searches) for n, e in envs.items()
     }
@@ -75,7 +70,7 @@ def main() -> None:
     same = sum(a == b for a, b in zip(*ids, strict=True))
     write = h.call("stac_search:write_one", items)
     writes = h.rounds({n: partial(h.run, write, e, timed=True) for n, e in envs.items()}, 10)
-    stac_load.drop_databases()
+    h.drop_databases()
     shutil.rmtree(embedded)
     rows = []
     for name, searched in by.items():

@@ -82,29 +82,42 @@ def blob_store(settings: PlatformSettings, *, secrets_from_env: bool = False) ->
     return LocalBlobStore(root=str(settings.blob_root))
 
 
-def dagster_resources(settings: PlatformSettings | None = None) -> dict[str, Any]:
-    """The profile's backends as Dagster resources, keyed as the assets ask for them."""
+def dagster_resources(
+    settings: PlatformSettings | None = None, *, warehouse: bool = True
+) -> dict[str, Any]:
+    """The profile's backends as Dagster resources, keyed as the assets ask for them;
+    ``warehouse=False`` leaves out the warehouse (and its imports, pyarrow's among them:
+    ~0.1 s of every raster ingest, which does not use it)."""
     import dagster as dg
 
     from geo_platform.resources.stac_catalog_resources import (
         DuckDBCatalogResource,
         PgstacCatalogResource,
     )
+
+    settings = settings or get_platform_settings()
+    store = blob_store(settings, secrets_from_env=True)
+    catalog: dg.ConfigurableResource
+    if _production(settings):
+        os.environ[PGSTAC_DSN_ENV] = get_postgres_settings().dsn()
+        catalog = PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
+    else:
+        catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
+    resources: dict[str, Any] = {"blob_store": store, "stac_catalog": catalog}
+    if warehouse:
+        resources["warehouse"] = _warehouse_resource(settings)
+    return resources
+
+
+def _warehouse_resource(settings: PlatformSettings) -> Any:
+    import dagster as dg
+
     from geo_platform.resources.warehouse_resources import (
         DuckDBWarehouseResource,
         PostgisWarehouseResource,
     )
 
-    settings = settings or get_platform_settings()
-    store = blob_store(settings, secrets_from_env=True)
-    catalog: dg.ConfigurableResource
-    tables: dg.ConfigurableResource
     if _production(settings):
-        os.environ[PGSTAC_DSN_ENV] = get_postgres_settings().dsn()
-        catalog = PgstacCatalogResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
         # The same database holds pgSTAC and the PostGIS tables.
-        tables = PostgisWarehouseResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
-    else:
-        catalog = DuckDBCatalogResource(path=str(settings.catalog_path))
-        tables = DuckDBWarehouseResource(path=str(settings.warehouse_path))
-    return {"blob_store": store, "stac_catalog": catalog, "warehouse": tables}
+        return PostgisWarehouseResource(dsn=dg.EnvVar(PGSTAC_DSN_ENV))
+    return DuckDBWarehouseResource(path=str(settings.warehouse_path))

@@ -131,9 +131,20 @@ def ingest(
         else:
             files[key] = source
     if vectors:
-        from geo_platform.vector_ingest import ingest_vectors
+        # The copies into bronze start before Dagster is imported and the instance
+        # loaded: the storage's work (Azurite's, on this machine) overlaps that
+        # single-threaded start-up instead of the load.
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="bronze-hash") as hasher,
+            ThreadPoolExecutor(1, thread_name_prefix="bronze-upload") as uploader,
+        ):
+            copies = {
+                key: BronzeCopy.start(source, key, settings, hasher, uploader)
+                for key, source in vectors.items()
+            }
+            from geo_platform.vector_ingest import ingest_vectors
 
-        ingest_vectors(vectors, settings=settings, tiles=vector_tiles, report=done)
+            ingest_vectors(vectors, copies, settings=settings, tiles=vector_tiles, report=done)
     if not files:
         return outcomes
     store = profile_blob_store(settings)
@@ -162,6 +173,32 @@ def ingest(
     return outcomes
 
 
+@dataclass
+class BronzeCopy:
+    """A vector file's copy into bronze, begun at once: its SHA-256 (which the run needs
+    first, as a tag) on one thread, the upload after it on another."""
+
+    sha256: Future[str]
+    blob: Future[BlobInfo]
+
+    @classmethod
+    def start(
+        cls,
+        source: Path,
+        key: str,
+        settings: PlatformSettings,
+        hasher: ThreadPoolExecutor,
+        uploader: ThreadPoolExecutor,
+    ) -> BronzeCopy:
+        digest = hasher.submit(sha256_file, source)
+
+        def upload() -> BlobInfo:
+            store = profile_blob_store(settings)
+            return _put(store, source, key, digest=digest.result())[0]
+
+        return cls(digest, uploader.submit(upload))
+
+
 def _failed(upload: Future[BlobInfo]) -> str | None:
     error = upload.exception()
     if error is None:
@@ -185,9 +222,14 @@ def _upload_if_changed(blob_store: BlobStore, source: Path, key: str) -> BlobInf
 
 
 def _put(
-    blob_store: BlobStore, source: Path, key: str, *, force: bool = False
+    blob_store: BlobStore,
+    source: Path,
+    key: str,
+    *,
+    force: bool = False,
+    digest: str | None = None,
 ) -> tuple[BlobInfo, bool]:
-    digest = sha256_file(source)
+    digest = digest or sha256_file(source)
     try:
         existing = blob_store.info(BRONZE, key)
     except FileNotFoundError:

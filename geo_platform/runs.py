@@ -73,7 +73,7 @@ class RasterRunner:
         definitions = dg.Definitions(
             assets=[bronze_raster, raster_pipeline],
             jobs=[raster_ingest_job],
-            resources=dagster_resources(settings),
+            resources=dagster_resources(settings, warehouse=False),
         )
         self.job = definitions.resolve_job_def("raster_ingest")
         self.collections = load_collections_config(settings.collections_path)

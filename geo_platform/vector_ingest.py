@@ -11,12 +11,10 @@ content. A user's file is never read twice over the network.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
 
-from geo_platform.backends import blob_store as profile_blob_store
 from geo_platform.backends import dagster_resources
 from geo_platform.defs.bronze import observation
 from geo_platform.defs.run_worker import WORKER_TAG, this_worker
@@ -32,11 +30,9 @@ from geo_platform.defs.vector.assets import (
 )
 from geo_platform.defs.vector.jobs import VECTOR_INGEST_ASSETS, vector_ingest_job, vector_tiles_job
 from geo_platform.defs.vector.partitions import VECTOR_PARTITIONS
-from geo_platform.ingest import IngestOutcome
+from geo_platform.ingest import BronzeCopy, IngestOutcome
 from geo_platform.instance import add_partitions, get_instance
-from geo_platform.lib.hashing import sha256_file
-from geo_platform.resources.blob_store import BRONZE, SHA256_METADATA, BlobInfo, BlobStore
-from geo_platform.runs import error_message
+from geo_platform.resources.blob_store import BRONZE
 from geo_platform.settings import PlatformSettings
 
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -44,13 +40,14 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 def ingest_vectors(
     files: dict[str, Path],
+    copies: dict[str, BronzeCopy],
     *,
     settings: PlatformSettings,
     tiles: bool = False,
     report: Callable[[IngestOutcome], None] = lambda outcome: None,
 ) -> None:
-    """Blob key -> local file, each: upload, observe, run, report."""
-    blob_store = profile_blob_store(settings)
+    """Blob key -> local file, each: run (while its copy into bronze, already begun,
+    goes on), observe, report."""
     instance = get_instance(settings)
     # The vector domain alone, as for rasters (geo_platform.runs).
     definitions = dg.Definitions(
@@ -62,7 +59,7 @@ def ingest_vectors(
     tiles_job = definitions.resolve_job_def(vector_tiles_job.name) if tiles else None
     add_partitions(instance, VECTOR_PARTITIONS, files)
     for key, source in files.items():
-        outcome = _load(job, instance, blob_store, source, key)
+        outcome = _load(job, instance, copies[key], source, key)
         if outcome.ok and tiles_job is not None:
             tiled = _run(tiles_job, instance, source, key, [dg.AssetKey("vector_tiles")])
             outcome.metadata.update(tiled.metadata)
@@ -74,38 +71,28 @@ def ingest_vectors(
 def _load(
     job: dg.JobDefinition,
     instance: dg.DagsterInstance,
-    blob_store: BlobStore,
+    copy: BronzeCopy,
     source: Path,
     key: str,
 ) -> IngestOutcome:
-    """Upload into bronze on a thread while the run reads the local file."""
-    digest = sha256_file(source)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bronze-upload") as uploader:
-        upload = uploader.submit(_upload_if_changed, blob_store, source, key, digest)
-        PENDING_UPLOADS[key] = upload
-        tags = {LOCAL_COPY_TAG: local_copy_tag(source, digest)}
-        try:
-            outcome = _run(job, instance, source, key, VECTOR_INGEST_ASSETS, tags)
-        finally:
-            PENDING_UPLOADS.pop(key, None)
-        try:
-            blob = upload.result()
-        except OSError as e:
-            return IngestOutcome(source, key, False, f"{source}: cannot copy to bronze: {e}")
+    """The run reads the local file while the upload into bronze goes on."""
+    try:
+        digest = copy.sha256.result()
+    except OSError as e:
+        return IngestOutcome(source, key, False, f"{source}: cannot read: {e}")
+    PENDING_UPLOADS[key] = copy.blob
+    tags = {LOCAL_COPY_TAG: local_copy_tag(source, digest)}
+    try:
+        outcome = _run(job, instance, source, key, VECTOR_INGEST_ASSETS, tags)
+    finally:
+        PENDING_UPLOADS.pop(key, None)
+    try:
+        blob = copy.blob.result()
+    except OSError as e:
+        return IngestOutcome(source, key, False, f"{source}: cannot copy to bronze: {e}")
     # Observed once bronze holds it: the bronze sensor leaves this version alone.
     instance.report_runless_asset_event(observation(BRONZE_VECTOR, key, blob.etag))
     return outcome
-
-
-def _upload_if_changed(blob_store: BlobStore, source: Path, key: str, digest: str) -> BlobInfo:
-    """Leave an identical bronze blob alone."""
-    try:
-        existing = blob_store.info(BRONZE, key)
-    except FileNotFoundError:
-        existing = None
-    if existing is not None and existing.metadata.get(SHA256_METADATA) == digest:
-        return existing
-    return blob_store.upload_file(source, BRONZE, key, metadata={SHA256_METADATA: digest})
 
 
 def _run(
@@ -142,6 +129,9 @@ def _run(
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    # The raster runner's module (and the raster assets it imports) only on a failure.
+    from geo_platform.runs import error_message
+
     for event in result.all_events:
         if event.is_step_failure:
             return error_message(event)

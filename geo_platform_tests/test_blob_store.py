@@ -212,6 +212,24 @@ def test_concurrent_uploads_of_one_blob_all_succeed_and_leave_one_whole_version(
         assert path.stat().st_size == store.info("silver", "same/key.tif").size
 
 
+def test_a_staged_file_replaces_the_blob_only_when_committed(store, write):
+    """The vector export is staged while its table is indexed: until the table is swapped
+    in, readers keep the old export, and an uncommitted stage changes nothing."""
+    old, new, dropped = (write(os.urandom(9 * 1024**2 + n)) for n in range(3))
+    old_sha256, new_sha256 = _sha256(old), _sha256(new)  # a staged file is the store's
+    store.upload_file(old, "silver", "staged/table.parquet")
+    commit = store.stage_file(new, "silver", "staged/table.parquet")
+    store.stage_file(dropped, "silver", "staged/table.parquet")  # never committed
+    with store.local_file("silver", "staged/table.parquet") as path:
+        assert _sha256(path) == old_sha256
+    info = commit()
+    with store.local_file("silver", "staged/table.parquet") as path:
+        assert _sha256(path) == new_sha256
+    assert info.size == store.info("silver", "staged/table.parquet").size == 9 * 1024**2 + 1
+    # Into a container that does not exist yet, as the first export of a deployment.
+    assert store.stage_file(write(os.urandom(9 * 1024**2)), "fresh", "t.parquet")().size > 0
+
+
 def test_a_missing_blob_is_reported_as_missing(store, write):
     with pytest.raises(FileNotFoundError):
         store.info("bronze", "nope.tif")

@@ -58,6 +58,23 @@ def test_a_failed_load_leaves_the_previous_table_whole(profile_settings):
     assert [c for c, _ in tables.columns("vector", "swap_test")] == ["fid", "label", "when", "geom"]
 
 
+def test_a_checked_load_reports_the_rows_it_swapped_in(profile_settings):
+    """PostGIS checks the staged rows while it builds the indexes: the figures must be
+    those of the table swapped in, and a failed load must still leave the old one."""
+    tables = warehouse(profile_settings)
+    bowtie = shapely.to_wkb(shapely.from_wkt("POLYGON ((0 0, 1 1, 1 0, 0 1, 0 0))"))
+    batch = _batch(0, 100)
+    invalid = batch.set_column(3, "geom", pa.array([bowtie] * 2 + [None] * 98, pa.binary()))
+    rows, check = tables.replace_table_checked(SPEC, [invalid, _batch(100, 50)])
+    assert rows == 150
+    assert (check.rows, check.invalid, check.srids) == (150, 2, (4326,))
+    assert check == tables.check_geometries("vector", "swap_test", "geom")
+    with pytest.raises(Exception, match=r"(?i)duplicate|constraint"):
+        tables.replace_table_checked(SPEC, [_batch(0, 10), _batch(5, 10)])
+    assert tables.row_count("vector", "swap_test") == 150
+    assert [t for t in tables.tables("vector") if t.startswith("_stage")] == []
+
+
 def test_tables_without_geometry_for_other_domains(profile_settings):
     """What the H3 grids need: a table of plain columns with an index, in its own schema."""
     tables = warehouse(profile_settings)

@@ -21,8 +21,6 @@ import yaml
 
 from geo_platform.errors import ConfigurationError
 from geo_platform.lib.partition_keys import collection_name_problem
-from geo_platform.lib.raster.cog import parse_resampling
-from geo_platform.lib.raster.options import parse_raster_options
 from geo_platform.lib.raster.tiers import Tier, parse_output_tier
 
 DEFAULT_OUTPUT_TIER = "all"
@@ -31,6 +29,11 @@ DEFAULT_OUTPUT_TIER = "all"
 def load_collections_config(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
+    # rasterio (~0.5 s to import) only where a collection file is read: a vector load
+    # without one need not import it.
+    from geo_platform.lib.raster.cog import parse_resampling
+    from geo_platform.lib.raster.options import parse_raster_options
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

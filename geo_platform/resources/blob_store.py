@@ -9,9 +9,10 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -78,6 +79,13 @@ class BlobStore(dg.ConfigurableResource, ABC):
         ``consume``: the caller hands the file over (a temporary output); a store may
         move it into place instead of copying it.
         """
+
+    def stage_file(self, path: str | Path, container: str, key: str) -> Callable[[], BlobInfo]:
+        """Send a local file's bytes now and make them the blob at ``key`` only when the
+        returned ``commit`` is called: nothing is visible before, and a ``commit`` never
+        called leaves the old blob as it was. The file is the store's from here on.
+        Here the whole upload waits for the commit; a remote store sends blocks first."""
+        return partial(self.upload_file, path, container, key, consume=True)
 
     @abstractmethod
     def delete(self, container: str, key: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -107,6 +108,18 @@ class PostgisWarehouse(Warehouse):
             yield conn
 
     def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+        return self._replace(spec, batches, check=False)[0]
+
+    def replace_table_checked(
+        self, spec: TableSpec, batches: Iterable[pa.RecordBatch]
+    ) -> tuple[int, GeometryCheck]:
+        rows, found = self._replace(spec, batches, check=True)
+        assert found is not None
+        return rows, found
+
+    def _replace(
+        self, spec: TableSpec, batches: Iterable[pa.RecordBatch], *, check: bool
+    ) -> tuple[int, GeometryCheck | None]:
         tag = short_hash(f"{spec.schema}.{spec.name}", 12)
         schema, stage = sql.Identifier(spec.schema), sql.Identifier(f"_stage_{tag}")
         with self._connection() as conn:
@@ -117,11 +130,12 @@ class PostgisWarehouse(Warehouse):
             try:
                 # Created in the COPY's own transaction: COPY FREEZE writes the rows frozen,
                 # and the index builds and checks that read them next don't rewrite every
-                # page to set hint bits.
+                # page to set hint bits. Committed under the staging name, which no reader
+                # uses, so that other connections can index and check it at once.
                 conn.execute(self._create(spec, schema, stage))
                 rows = self._copy(conn, spec, schema, stage, batches, freeze=True)
-                self._index(conn, spec, schema, stage, tag)
                 conn.commit()
+                found = self._index_staged(conn, spec, schema, f"_stage_{tag}", tag, check)
                 self._swap(conn, spec, schema, stage, tag)
                 conn.commit()
             except BaseException:
@@ -129,7 +143,75 @@ class PostgisWarehouse(Warehouse):
                 conn.execute(sql.SQL("DROP TABLE IF EXISTS {}.{}").format(schema, stage))
                 conn.commit()
                 raise
-        return rows
+        return rows, found
+
+    def _index_staged(
+        self,
+        conn: psycopg.Connection,
+        spec: TableSpec,
+        schema: sql.Identifier,
+        stage_name: str,
+        tag: str,
+        check: bool,
+    ) -> GeometryCheck | None:
+        """The staged table's indexes, each built on its own connection at the same time
+        (CREATE INDEX locks out writers, not other index builds), with the geometry check
+        beside them: the GiST build runs on one core and leaves the other free. The
+        primary key then adopts its unique index; statistics last."""
+        stage = sql.Identifier(stage_name)
+        builds = [
+            self._index_statement(schema, stage, f"{tag}_{part}_new", columns, method)
+            for part, columns, method in self._index_parts(spec)
+        ]
+        with ThreadPoolExecutor(len(builds) + 1, thread_name_prefix="index") as pool:
+            done = [pool.submit(self._execute, statement) for statement in builds]
+            found = (
+                pool.submit(self.check_geometries, spec.schema, stage_name, spec.geometry.name)
+                if check and spec.geometry is not None
+                else None
+            )
+            for future in done:
+                future.result()
+            result = found.result() if found is not None else None
+        if spec.primary_key:
+            pkey = sql.Identifier(f"{tag}_pkey_new")
+            conn.execute(
+                sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}").format(
+                    schema, stage, pkey, pkey
+                )
+            )
+        conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, stage))
+        return result
+
+    def _index_parts(self, spec: TableSpec) -> list[tuple[str, list[str], str]]:
+        """``(name part, columns, method)`` of every index of ``spec``'s table."""
+        parts: list[tuple[str, list[str], str]] = []
+        if spec.primary_key:
+            parts.append(("pkey", list(spec.primary_key), "unique"))
+        if spec.geometry is not None:
+            parts.append(("geom", [spec.geometry.name], "gist"))
+        parts += [
+            (short_hash(index_name(index), 8), list(index_columns(index)), "btree")
+            for index in spec.indexes
+        ]
+        return parts
+
+    @staticmethod
+    def _index_statement(
+        schema: sql.Identifier, table: sql.Identifier, name: str, columns: list[str], method: str
+    ) -> sql.Composed:
+        return sql.SQL("CREATE {}INDEX {} ON {}.{} USING {} ({})").format(
+            sql.SQL("UNIQUE " if method == "unique" else ""),
+            sql.Identifier(name),
+            schema,
+            table,
+            sql.SQL("gist" if method == "gist" else "btree"),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+        )
+
+    def _execute(self, statement: sql.Composed) -> None:
+        with self._connection() as conn:
+            conn.execute(statement)
 
     @contextmanager
     def partition_writer(self, spec: TableSpec) -> Iterator[PartitionWriter]:
@@ -210,8 +292,13 @@ class PostgisWarehouse(Warehouse):
     def _create(
         self, spec: TableSpec, schema: sql.Identifier, stage: sql.Identifier
     ) -> sql.Composed:
+        # Key columns NOT NULL: a primary key then adopts its unique index without a scan.
         columns = [
-            sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(sql_type(kind)))
+            sql.SQL("{} {}{}").format(
+                sql.Identifier(name),
+                sql.SQL(sql_type(kind)),
+                sql.SQL(" NOT NULL" if name in spec.primary_key else ""),
+            )
             for name, kind in spec.columns
         ]
         if spec.geometry is not None:

@@ -51,6 +51,15 @@ class Warehouse(ABC):
         Returns the rows loaded. On any error the previous table is left as it was.
         """
 
+    def replace_table_checked(
+        self, spec: TableSpec, batches: Iterable[pa.RecordBatch]
+    ) -> tuple[int, GeometryCheck]:
+        """``replace_table``, and ``check_geometries`` of the rows swapped in (a backend
+        may check them in the staging table while it builds the indexes)."""
+        assert spec.geometry is not None, f"{spec.schema}.{spec.name} has no geometry"
+        rows = self.replace_table(spec, batches)
+        return rows, self.check_geometries(spec.schema, spec.name, spec.geometry.name)
+
     def replace_partition(
         self,
         spec: TableSpec,

@@ -2,13 +2,15 @@
 STAC items, and a PMTiles archive of vector tiles per table."""
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pyarrow as pa
 
 from geo_platform.defs.bronze import SOURCE_ETAG, bronze_source
 from geo_platform.defs.run_worker import run_scratch_folder
@@ -18,6 +20,7 @@ from geo_platform.lib.collections_config import load_collections_config
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.stac.ids import collection_id
 from geo_platform.lib.stac.validation import validate_item
+from geo_platform.lib.tables import TableSpec
 from geo_platform.lib.vector.config import vector_options
 from geo_platform.lib.vector.item import VECTOR_COLLECTION, build_vector_item, vector_collection
 from geo_platform.lib.vector.load import (
@@ -163,27 +166,37 @@ def vector_table(
                 raise InvalidInputError(key, "no layer with geometry in this file")
             skipped = aspatial_layers(path, key)
             results: list[LayerResult] = []
-            for layer in layers:
-                result = load_layer(
-                    layer,
-                    key,
-                    options,
-                    workdir / f"{len(results)}.parquet",
-                    warehouse.replace_table,
-                )
-                context.log.info(
-                    f"{BRONZE}/{key}: {result.rows:,} rows into {VECTOR_SCHEMA}.{result.table} "
-                    f"in {result.seconds:.1f} s"
-                )
-                results.append(result)
-            # The exports upload while the database checks what it stored.
+            found: dict[str, GeometryCheck] = {}
+            # Each GeoParquet export is complete once its rows are in: its bytes go to
+            # silver while the warehouse indexes and checks them, and become the blob
+            # only once the table is swapped in (a failed swap commits nothing).
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export") as uploads:
-                exports = [uploads.submit(_with_export, blob_store, key, r) for r in results]
-                found = {
-                    r.table: warehouse.check_geometries(VECTOR_SCHEMA, r.table, GEOMETRY_COLUMN)
-                    for r in results
-                }
-                records = [export.result() for export in exports]
+                staged: list[Future[StagedExport]] = []
+
+                def write(spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
+                    export_path = workdir / f"{len(results)}.parquet"
+
+                    def then_stage() -> Iterator[pa.RecordBatch]:
+                        yield from batches
+                        staged.append(
+                            uploads.submit(_stage_export, blob_store, key, spec.name, export_path)
+                        )
+
+                    rows, found[spec.name] = warehouse.replace_table_checked(spec, then_stage())
+                    return rows
+
+                for layer in layers:
+                    export_path = workdir / f"{len(results)}.parquet"
+                    result = load_layer(layer, key, options, export_path, write)
+                    context.log.info(
+                        f"{BRONZE}/{key}: {result.rows:,} rows into {VECTOR_SCHEMA}.{result.table}"
+                        f" in {result.seconds:.1f} s"
+                    )
+                    results.append(result)
+                records = [
+                    {**r.record(), "export": e.result().commit()}
+                    for r, e in zip(results, staged, strict=True)
+                ]
         blob = _bronze_blob(blob_store, key, sha256)
     except InvalidInputError as e:
         raise invalid_input_failure(e) from None
@@ -198,17 +211,25 @@ def vector_table(
     yield from _checks(found, records, options.policy.srid())
 
 
-def _with_export(blob_store: BlobStore, key: str, result: LayerResult) -> dict:
-    record = result.record()
-    target = export_key(key, result.table, ".parquet")
-    digest = sha256_file(result.export_path)
-    info = blob_store.upload_file(result.export_path, SILVER, target, consume=True)
-    record["export"] = {
-        "href": blob_store.href(SILVER, target),
-        "size": info.size,
-        "sha256": digest,
-    }
-    return record
+@dataclass
+class StagedExport:
+    """A table's GeoParquet copy sent to silver, not yet the blob there."""
+
+    href: str
+    sha256: str
+    commit_upload: Callable[[], BlobInfo]
+
+    def commit(self) -> dict:
+        """Make it the blob; what the table's record says of it."""
+        info = self.commit_upload()
+        return {"href": self.href, "size": info.size, "sha256": self.sha256}
+
+
+def _stage_export(blob_store: BlobStore, key: str, table: str, path: Path) -> StagedExport:
+    target = export_key(key, table, ".parquet")
+    digest = sha256_file(path)
+    commit = blob_store.stage_file(path, SILVER, target)
+    return StagedExport(blob_store.href(SILVER, target), digest, commit)
 
 
 def _metadata(

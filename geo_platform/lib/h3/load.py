@@ -102,9 +102,8 @@ def load_cells(
             yield batch
 
     crs = pyproj.CRS.from_epsg(spec.geometry.srid)
-    with GeoParquetExport(export_path, spec, crs) as export:
+    with GeoParquetExport(export_path, spec, crs, stats.geometry) as export:
         rows = write(export.tee(counted()))
-        export.finish(stats.geometry)
     return rows, stats
 
 

@@ -144,7 +144,8 @@ def source_layers(path: Path, blob_key: str, workdir: Path, limits: ZipLimits) -
             for layer, kind in list_layers(path, fmt, name=name)
             if kind != "None"  # attribute-only tables: no geometry to load
         ]
-    list_layers(path, fmt, name=name)  # a readable file, or a clear error now
+    # Not opened here: GDAL reads a whole GeoJSON file to open it (for its schema), and
+    # open_layer, which does, refuses an unreadable file as clearly.
     return [Layer(path, None, None, fmt)]
 
 
@@ -196,9 +197,9 @@ def load_layer(
         spec, kinds = _table_spec(table, info, mapping_, srid)
         # Three stages on their own threads: GDAL parses, GEOS repairs, the database writes.
         prepared = _prepared(_prefetched(batches), processor, mapping_, kinds, spec)
-        with GeoParquetExport(export_path, spec, options.policy.target()) as export:
+        target = options.policy.target()
+        with GeoParquetExport(export_path, spec, target, processor.stats) as export:
             rows = write_table(spec, _prefetched(export.tee(prepared)))
-            export.finish(processor.stats)
     stats = processor.stats
     return LayerResult(
         table=table,
@@ -303,12 +304,15 @@ def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
 
 
 class GeoParquetExport:
-    """The stored rows as GeoParquet 1.1, written batch by batch beside the load."""
+    """The stored rows as GeoParquet 1.1, written batch by batch beside the load and
+    complete (closed) once the last batch has passed: ``write_table`` may hand the file
+    on (an upload) while the warehouse still indexes the rows."""
 
-    def __init__(self, path: Path, spec: TableSpec, crs: pyproj.CRS) -> None:
+    def __init__(self, path: Path, spec: TableSpec, crs: pyproj.CRS, stats: GeometryStats):
         self.path = path
         self.spec = spec
         self.crs = crs
+        self.stats = stats  # filled in while the batches pass
         self.writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> GeoParquetExport:
@@ -325,8 +329,11 @@ class GeoParquetExport:
         for batch in batches:
             self.writer.write_batch(batch)
             yield batch
+        self._finish(self.stats)
+        self.writer.close()
+        self.writer = None
 
-    def finish(self, stats: GeometryStats) -> None:
+    def _finish(self, stats: GeometryStats) -> None:
         assert self.writer is not None and self.spec.geometry is not None
         column: dict = {
             "encoding": "WKB",

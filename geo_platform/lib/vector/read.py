@@ -97,7 +97,7 @@ def open_layer(
                 )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as e:
             raise InvalidInputError(
-                name, f"not a readable vector file ({_gdal_message(e)})"
+                name, f"not a readable {layer.format.value} file ({_gdal_message(e)})"
             ) from None
         # By position: the FID comes first, and may share its name with a field (GeoJSON
         # "id" is both); the geometry is the geoarrow.wkb column.

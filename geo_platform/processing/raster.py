@@ -147,7 +147,7 @@ class RasterOutcome:
     # What its outputs depend on besides the source (the collection's reprojection).
     made_with: str = ""
     # How many stored outputs (tier, thumbnail, tile versions) the raster had before this
-    # run wrote any; None: not looked. None left means none to remove after the item.
+    # run wrote any (None: not looked); with none, there is nothing to remove afterwards.
     previous_outputs: int | None = None
 
     def fail(self, error: str, *, transient: bool = False) -> RasterOutcome:

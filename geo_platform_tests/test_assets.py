@@ -86,10 +86,7 @@ def test_run_config_output_tier_writes_only_what_it_names(settings, instance, re
     assert tier_file(settings.blob_root, "rgb/a.tif", "visualization").exists()
     assert tier_files(settings.blob_root, "rgb/a.tif", "archive") == []
     assert _materialized_partitions(result, "cog_archive") == set()
-    checks = {
-        (c.asset_key.to_user_string(), c.check_name): c.passed
-        for c in result.get_asset_check_evaluations()
-    }
+    checks = _checks_passed(result)
     assert checks == {("cog_visualization", "valid_cog"): True, ("stac_item", "item_valid"): True}
 
 
@@ -160,10 +157,7 @@ def test_a_tier_that_fails_its_check_is_not_published(
     _land(settings, real_rasters, "image_web.tif", "gate/a.tif")
     result = _materialize(instance, "gate/a.tif", ALL)
     assert not result.success
-    evaluations = {
-        (c.asset_key.to_user_string(), c.check_name): c.passed
-        for c in result.get_asset_check_evaluations()
-    }
+    evaluations = _checks_passed(result)
     assert evaluations[("cog_analysis", "valid_cog")] is False
     assert _materialized_partitions(result, "cog_analysis") == set()
     assert _materialized_partitions(result, "stac_item") == set()
@@ -218,10 +212,7 @@ def test_a_tier_that_loses_pixels_is_not_published_even_when_its_checks_are_not_
     _land(settings, real_rasters, "image_web.tif", "gate/b.tif")
     result = _materialize(instance, "gate/b.tif", ALL)
     assert not result.success
-    evaluations = {
-        (c.asset_key.to_user_string(), c.check_name): c.passed
-        for c in result.get_asset_check_evaluations()
-    }
+    evaluations = _checks_passed(result)
     assert evaluations[("cog_archive", "lossless")] is False
     assert _materialized_partitions(result, "cog_archive") == set()
     assert _materialized_partitions(result, "stac_item") == set()
@@ -298,3 +289,11 @@ def test_an_item_that_does_not_validate_is_not_written_and_the_previous_one_stay
     assert catalog.get_item("gate", "c") == before
     # The item still points at files that exist.
     assert analysis.exists() and before["assets"]["analysis"]["href"].endswith(analysis.name)
+
+
+def _checks_passed(result) -> dict[tuple[str, str], bool]:
+    """Whether each check evaluated by the run passed, by (asset, check name)."""
+    return {
+        (c.asset_key.to_user_string(), c.check_name): c.passed
+        for c in result.get_asset_check_evaluations()
+    }

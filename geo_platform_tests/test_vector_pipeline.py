@@ -70,7 +70,10 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert countries["bbox"][0] == -180 and countries["bbox"][2] == 180
 
     items = {i["id"]: i for i in stac_catalog(settings).search(collections=["vectors"], limit=None)}
-    assert set(items) == {table for table, _ in REAL_TABLES.values()}
+    # One item per table of these files, none more; other tests' tables share the
+    # session's catalog on production (the H3 tests' inputs, say).
+    ours = {i for i in items if i.startswith("realvec__")}
+    assert ours == {table for table, _ in REAL_TABLES.values()}
     item = items["realvec__countries_zip__naturalearth_lowres"]
     assert item["properties"]["table:row_count"] == 177
     assert [c["name"] for c in item["properties"]["table:columns"]][:2] == ["fid", "pop_est"]

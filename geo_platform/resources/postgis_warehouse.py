@@ -198,10 +198,17 @@ class PostgisWarehouse(Warehouse):
 
     @staticmethod
     def _index_statement(
-        schema: sql.Identifier, table: sql.Identifier, name: str, columns: list[str], method: str
+        schema: sql.Identifier,
+        table: sql.Identifier,
+        name: str,
+        columns: list[str],
+        method: str,
+        *,
+        if_not_exists: bool = False,
     ) -> sql.Composed:
-        return sql.SQL("CREATE {}INDEX {} ON {}.{} USING {} ({})").format(
+        return sql.SQL("CREATE {}INDEX {}{} ON {}.{} USING {} ({})").format(
             sql.SQL("UNIQUE " if method == "unique" else ""),
+            sql.SQL("IF NOT EXISTS " if if_not_exists else ""),
             sql.Identifier(name),
             schema,
             table,
@@ -247,15 +254,13 @@ class PostgisWarehouse(Warehouse):
         tag = short_hash(f"{spec.schema}.{spec.name}", 12)
         if found:
             check_columns(spec, [r[0] for r in found])
-            for index in spec.indexes:
-                conn.execute(
-                    sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
-                        sql.Identifier(f"{tag}_{short_hash(index_name(index), 8)}"),
-                        schema,
-                        target,
-                        sql.SQL(", ").join(map(sql.Identifier, index_columns(index))),
+            for part, columns, method in self._index_parts(spec):
+                if method == "btree":  # the key and geometry index came with the table
+                    conn.execute(
+                        self._index_statement(
+                            schema, target, f"{tag}_{part}", columns, method, if_not_exists=True
+                        )
                     )
-                )
             return
         conn.execute(self._create(spec, schema, target))
         self._index(conn, spec, schema, target, tag)
@@ -352,6 +357,8 @@ class PostgisWarehouse(Warehouse):
         stage: sql.Identifier,
         tag: str,
     ) -> None:
+        """The table's key and indexes, one after another on ``conn`` (a partitioned table:
+        its primary key cannot adopt a unique index built before, as a staged table's does)."""
         if spec.primary_key:
             conn.execute(
                 sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
@@ -361,24 +368,11 @@ class PostgisWarehouse(Warehouse):
                     sql.SQL(", ").join(map(sql.Identifier, spec.primary_key)),
                 )
             )
-        if spec.geometry is not None:
-            conn.execute(
-                sql.SQL("CREATE INDEX {} ON {}.{} USING gist ({})").format(
-                    sql.Identifier(f"{tag}_geom_new"),
-                    schema,
-                    stage,
-                    sql.Identifier(spec.geometry.name),
+        for part, columns, method in self._index_parts(spec):
+            if method != "unique":
+                conn.execute(
+                    self._index_statement(schema, stage, f"{tag}_{part}_new", columns, method)
                 )
-            )
-        for index in spec.indexes:
-            conn.execute(
-                sql.SQL("CREATE INDEX {} ON {}.{} ({})").format(
-                    sql.Identifier(f"{tag}_{short_hash(index_name(index), 8)}_new"),
-                    schema,
-                    stage,
-                    sql.SQL(", ").join(map(sql.Identifier, index_columns(index))),
-                )
-            )
         conn.execute(sql.SQL("ANALYZE {}.{}").format(schema, stage))
 
     def _swap(

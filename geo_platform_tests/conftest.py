@@ -14,6 +14,20 @@ from pypgstac.migrate import Migrate
 
 from geo_platform.settings import PlatformSettings, PostgresSettings
 
+
+@pytest.fixture(autouse=True)
+def _no_defs_state_storage_of_a_gone_instance() -> Iterator[None]:
+    """Each test starts without the DefsStateStorage that an instance entered as a context
+    manager publishes in a context variable (Dagster's own code does, inside generators a
+    test may leave unfinished): once that instance is collected, Dagster fails to load any
+    Definitions in the process ("undefined DagsterInstance weakref"), in whichever test
+    happens to run next."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
 # Real rasters that must go all the way through, and the tiers each must get.

@@ -15,8 +15,9 @@ def main() -> None:
     env, numbers = h.platform_env(data_dir=str(platform)), itertools.count()
     ingest = [h.GEO_PLATFORM, "ingest", "--tiers", "analysis", "--collection"]
     h.ingest_setup(env, "--tiers", "analysis")
-    # The bare loop of many_files.py, writing each item as it is made, as the ingest does.
-    bare = h.call("many_files:bare_loop", folder, platform / "bare")
+    # The bare loop of many_files.py, writing each item as it is made, as the ingest does;
+    # landing the files in bronze counts on both sides (ingest copies them there too).
+    bare = h.call("many_files:bare_loop", folder, platform / "bare.json")
     sides = {
         "bare loop": lambda: h.run([*bare, f"bare-{next(numbers)}", 1], env),
         "geo-platform ingest": lambda: h.run([*ingest, f"ingest-{next(numbers)}", folder], env),

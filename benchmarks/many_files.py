@@ -3,10 +3,8 @@ runs they request, vs a bare loop of the same library calls; then the sensor alo
 
 import datetime as dt
 import json
-import shutil
 import statistics
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import harness as h
@@ -121,16 +119,14 @@ def sensor_ticks(source: str, count: str, report: str) -> None:
     with ThreadPoolExecutor(8) as pool:  # uploads wait on the network, not on a core
         keys = [f"ticks/t{i:05d}.tif" for i in range(int(count))]
         list(pool.map(lambda key: store.upload_file(source, "bronze", key), keys))
-    instance = get_instance(current)
-    cursor, passes = None, []
+    instance, cursor, passes = get_instance(current), None, []
     for _ in range(2):
         ticks, runs = [], 0
-        while True:
+        while True:  # until the listing wraps around and a tick requests nothing
             tick = time.perf_counter()
             result = _tick(instance, store, cursor)
             ticks.append(time.perf_counter() - tick)
-            runs += len(result.run_requests)
-            cursor = result.cursor
+            runs, cursor = runs + len(result.run_requests), result.cursor
             if not result.run_requests and json.loads(cursor)["token"] is None:
                 break
         passes.append({"ticks": ticks, "runs": runs, "cursor bytes": len(cursor or "")})
@@ -161,45 +157,34 @@ def _log(path: Path, line: str) -> None:
 
 def main() -> None:
     args = h.options(__doc__, files=10_000, profile="embedded", tick_blobs=10_000)
-    folder, data = h.DATA / f"many-{args.files}", h.DATA / f"many_files-{args.profile}"
+    folder = h.DATA / f"many-{args.files}"
     for i in range(args.files):
         h.raster("dem", 256, folder / f"r{i:05d}.tif", h.SEED + i, 4e5 + i * 512)
-    shutil.rmtree(data, ignore_errors=True)
-    data.mkdir(parents=True)
-    # The tier the bare loop writes (the platform's default is every tier that applies).
-    (data / "collections.yaml").write_text("many:\n  output_tier: analysis\n")
-    # The files landed just now and nobody else ingests them: no settling time.
-    embedded = nullcontext(h.platform_env(data_dir=str(data), run_sensor_settle_seconds="0"))
-    with (
-        h.production(data, run_sensor_settle_seconds="0")
-        if args.profile == "production"
-        else embedded as env
-    ):
+    with h.scratch(f"many_files-{args.profile}") as data:
+        # The tier the bare loop writes (the platform's default is every tier that applies).
+        (data / "collections.yaml").write_text("many:\n  output_tier: analysis\n")
+        # The files landed just now and nobody else ingests them: no settling time.
+        settle = {"run_sensor_settle_seconds": "0"}
+        env = h.platform_env(args.profile, data, **settle)
         # Both sides timed without interpreter start and imports (a worker pays them once).
         bare = h.run(h.call("many_files:bare_loop", folder, data / "bare.json"), env)
         bare = bare._replace(wall_s=json.loads((data / "bare.json").read_text())["seconds"])
         ours = h.run(h.call("many_files:platform", folder, data / "report.json"), env, timed=True)
         figures = json.loads((data / "report.json").read_text())
         # The ticks alone: an empty instance and bronze container of their own.
-        ticks_env = env | {"GEO_PLATFORM_DATA_DIR": str(data / "ticks")}
-        if args.profile == "production":
-            ticks_env["GEO_PLATFORM_PG_DAGSTER_DATABASE"] = h.database(pgstac=False)
-            ticks_env["GEO_PLATFORM_AZURE_CONTAINER_PREFIX"] += "t-"
         small = h.raster("dem", 64, h.DATA / "many-tick.tif")
-        h.run(
-            h.call("many_files:sensor_ticks", small, args.tick_blobs, data / "report.json"),
-            ticks_env,
-        )
-        passes = json.loads((data / "report.json").read_text())
-    seconds, runs = figures["seconds"], max(1, figures["runs"])
+        ticks = h.call("many_files:sensor_ticks", small, args.tick_blobs, data / "ticks.json")
+        h.run(ticks, h.platform_env(args.profile, data / "ticks", **settle))
+        passes = json.loads((data / "ticks.json").read_text())
     rows = [{"side": "bare loop", "s": bare.wall_s, "peak RSS MB": bare.rss // h.MB}]
-    rows.append({"side": "sensor + runs", "s": seconds, "peak RSS MB": ours.rss // h.MB,
-                 "ours/bare (<= 1.5)": seconds / bare.wall_s, "runs": figures["runs"],
-                 "files per run (>= 10)": args.files / runs, "ticks": figures["ticks"],
-                 "tick median s": figures["tick median s"],
+    rows.append({"side": "sensor + runs", "s": figures["seconds"], "peak RSS MB": ours.rss // h.MB,
+                 "ours/bare (<= 1.5)": figures["seconds"] / bare.wall_s, "runs": figures["runs"],
+                 "files per run (>= 10)": args.files / max(1, figures["runs"]),
+                 "ticks": figures["ticks"], "tick median s": figures["tick median s"],
                  "tick max s (<= 30)": figures["tick max s"],
                  "idle tick max s (<= 30)": figures["idle tick max s"]})  # fmt: skip
-    h.table([{"files/s": args.files / row["s"]} | row for row in rows])
+    rows = [{"side": row.pop("side"), "files/s": args.files / row["s"]} | row for row in rows]
+    h.table(rows)
     print(f"items cataloged: {figures['items']} of {args.files}; ", end="")
     print(f"runs requested by a second pass: {figures['runs requested again']}")
     ticks_rows = [
@@ -209,11 +194,8 @@ def main() -> None:
         for name, p in zip(("new blobs", "nothing new"), passes, strict=True)
     ]  # fmt: skip
     h.table(ticks_rows)
-    shutil.rmtree(data)
     results = {"files": args.files, "sides": rows, "items": figures["items"], "ticks": ticks_rows}
-    h.write(
-        f"many_files.{args.profile}", results, args.files != 10_000 or args.tick_blobs != 10_000
-    )
+    h.write(f"many_files.{args.profile}", results, args.smoke)
 
 
 if __name__ == "__main__":

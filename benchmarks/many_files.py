@@ -27,6 +27,7 @@ def bare_loop(folder: str, report: str, name: str = "bare", batch_size: str = "2
     started = time.perf_counter()
     batch, analysis = [], tiers.Tier.ANALYSIS
     container, scratch = tiers.TIER_SPECS[analysis].container, Path(report).parent / "bare"
+    scratch.mkdir(exist_ok=True)
     for path in paths:
         key = f"{name}/{path.name}"
         with store.local_file("bronze", key, scratch=scratch) as source:

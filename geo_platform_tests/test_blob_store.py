@@ -230,6 +230,27 @@ def test_a_staged_file_replaces_the_blob_only_when_committed(store, write):
     assert store.stage_file(write(os.urandom(9 * 1024**2)), "fresh", "t.parquet")().size > 0
 
 
+def test_a_raster_with_its_sidecars_comes_down_whole_from_its_info_and_sidecars(store, write):
+    uploaded = store.upload_file(write(b"pixels"), "bronze", "scenes/s.tif", {"sha256": "abc"})
+    store.upload_file(write(b"<PAMDataset/>"), "bronze", "scenes/s.tif.aux.xml")
+    store.upload_file(write(b"1\n0\n0\n-1\n0\n0\n"), "bronze", "scenes/s.tfw")
+    store.upload_file(write(b"another raster"), "bronze", "scenes/s.backup.tif")
+
+    info, sidecars = store.info_and_sidecars("bronze", "scenes/s.tif")
+    assert info == store.info("bronze", "scenes/s.tif")
+    assert (info.etag, info.metadata) == (uploaded.etag, {"sha256": "abc"})
+    with store.local_file("bronze", "scenes/s.tif", sidecars=sidecars) as path:
+        beside = sorted(p.name for p in path.parent.iterdir())
+        assert path.read_bytes() == b"pixels"
+    # Fetched with it (or in place beside it), and no other raster that shares the name.
+    assert {"s.tfw", "s.tif", "s.tif.aux.xml"} <= set(beside)
+    if isinstance(store, AzureBlobStore):
+        assert sidecars == ["scenes/s.tfw", "scenes/s.tif.aux.xml"]
+        assert beside == ["s.tfw", "s.tif", "s.tif.aux.xml"]
+    with pytest.raises(FileNotFoundError):
+        store.info_and_sidecars("bronze", "scenes/s.png")
+
+
 def test_a_missing_blob_is_reported_as_missing(store, write):
     with pytest.raises(FileNotFoundError):
         store.info("bronze", "nope.tif")

@@ -9,7 +9,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
@@ -39,6 +39,7 @@ from azure.storage.blob import (
 from pydantic import Field, PrivateAttr
 
 from geo_platform.errors import ConfigurationError, TransientError
+from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
 from geo_platform.resources.blob_store import BlobInfo, BlobPage, BlobStore, check_key
 
 # The service's maximum page size: fewer round trips when listing big containers.
@@ -304,7 +305,12 @@ class AzureBlobStore(BlobStore):
 
     @contextmanager
     def local_file(
-        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+        self,
+        container: str,
+        key: str,
+        *,
+        sidecars: bool | Sequence[str] = False,
+        scratch: Path | None = None,
     ) -> Iterator[Path]:
         # Keep the key's file name: GDAL picks drivers and sidecar files by name, and
         # callers see the same name as with LocalBlobStore.
@@ -312,9 +318,17 @@ class AzureBlobStore(BlobStore):
             path = Path(folder) / PurePosixPath(key).name
             self._download(container, key, path)
             if sidecars:
-                for sidecar in self.sidecar_keys(container, key):
+                known = sidecars if not isinstance(sidecars, bool) else None
+                for sidecar in self.sidecar_keys(container, key) if known is None else known:
                     self._download(container, sidecar, Path(folder) / PurePosixPath(sidecar).name)
             yield path
+
+    def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:
+        """One listing instead of two requests: the sidecars' prefix covers the blob."""
+        found = {blob.key: blob for blob in self.list_blobs(container, sidecar_prefix(key))}
+        if key not in found:
+            raise FileNotFoundError(f"{container}/{key}: no such blob")
+        return found[key], [name for name in found if is_sidecar_of(key, name)]
 
     def _download(self, container: str, key: str, path: Path) -> None:
         blob = self._blob(container, key)

@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -94,12 +94,22 @@ class BlobStore(dg.ConfigurableResource, ABC):
     @abstractmethod
     @contextmanager
     def local_file(
-        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+        self,
+        container: str,
+        key: str,
+        *,
+        sidecars: bool | Sequence[str] = False,
+        scratch: Path | None = None,
     ) -> Iterator[Path]:
         """A local path holding the blob's bytes for the duration of the block;
         ``sidecars``: with the raster's sidecar files (world file, ``.aux.xml``, ``.msk``...)
-        beside it under their names, as GDAL looks for them. A download goes under
-        ``scratch`` (the run's scratch folder, reclaimed if the process dies) when given."""
+        beside it under their names, as GDAL looks for them (their keys, when already
+        known: ``info_and_sidecars``). A download goes under ``scratch`` (the run's scratch
+        folder, reclaimed if the process dies) when given."""
+
+    def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:
+        """``info`` and the keys of the sidecars ``local_file`` has to fetch with the blob."""
+        return self.info(container, key), self.sidecar_keys(container, key)
 
     def sidecar_keys(self, container: str, key: str) -> list[str]:
         """The blobs beside ``key`` that GDAL reads with it (``lib.raster.sidecars``)."""
@@ -291,13 +301,23 @@ class LocalBlobStore(BlobStore):
 
     @contextmanager
     def local_file(
-        self, container: str, key: str, *, sidecars: bool = False, scratch: Path | None = None
+        self,
+        container: str,
+        key: str,
+        *,
+        sidecars: bool | Sequence[str] = False,
+        scratch: Path | None = None,
     ) -> Iterator[Path]:
         # The blob's own file: its sidecars are already beside it.
         path = self._path(container, key)
         if not path.is_file():
             raise FileNotFoundError(f"{container}/{key}: no such blob")
         yield path
+
+    def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:
+        # None to fetch: GDAL finds them beside the blob's own file (listing them would
+        # scan the blob's folder once per raster).
+        return self.info(container, key), []
 
     def href(self, container: str, key: str) -> str:
         return str(self._path(container, key).resolve())

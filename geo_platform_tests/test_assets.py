@@ -342,3 +342,30 @@ def test_an_item_the_catalog_refuses_fails_its_own_partition_and_its_tiers_stay_
         item = order.index(("ASSET_MATERIALIZATION", "stac_item", key))
         assert order.index(("ASSET_MATERIALIZATION", "cog_analysis", key)) < item
         assert order.index(("ASSET_CHECK_EVALUATION", "stac_item", key)) > item
+
+
+def test_a_changed_raster_in_a_batch_keeps_only_its_new_tiers_and_thumbnail(
+    settings, instance, real_rasters
+):
+    """A batch counts its rasters' earlier outputs once for all of them; a raster found
+    with some still has its old versions removed once its new item is written."""
+    from geo_platform.backends import blob_store
+
+    from .tier_blobs import thumbnail_blobs, tier_blobs
+
+    keys = ["again/a.tif", "again/b.tif", "again/c.tif"]
+    for key, name in zip(keys, ["image_rgb.tif", "image_web.tif", "image_float.tif"], strict=True):
+        _land(settings, real_rasters, name, key)
+    assert _materialize(instance, keys, ALL).success
+    store = blob_store(get_platform_settings())
+    before = {key: tier_blobs(store, key, "analysis") for key in keys}
+    _land(settings, real_rasters, "image_web.tif", "again/a.tif")  # a changed source
+    assert _materialize(instance, keys, ALL).success
+    after = {key: tier_blobs(store, key, "analysis") for key in keys}
+    assert len(after["again/a.tif"]) == 1 and after["again/a.tif"] != before["again/a.tif"]
+    assert len(thumbnail_blobs(store, "again/a.tif")) == 1
+    assert {k: v for k, v in after.items() if k != "again/a.tif"} == {
+        k: v for k, v in before.items() if k != "again/a.tif"
+    }
+    item = stac_catalog(get_platform_settings()).get_item("again", "a")
+    assert item["assets"]["analysis"]["href"].endswith(after["again/a.tif"][0][1].split("/")[-1])

@@ -106,3 +106,42 @@ def test_rasters_whose_worker_process_dies_are_run_again_alone(tmp_path: Path):
     assert 1 <= len(alone) <= 5  # the rasters in flight when their processes died
     assert [o.error for o in outcomes] == [None] * 6
     assert all(o.item is not None for o in outcomes)
+
+
+@pytest.mark.unit
+def test_a_batch_counts_each_rasters_stored_outputs_as_each_raster_would(tmp_path, monkeypatch):
+    from geo_platform.lib.raster.tiers import Tier, thumbnail_blob_key, tier_blob_key
+    from geo_platform.lib.raster.tiling import Tile, tile_file_name, tiles_prefix
+    from geo_platform.processing import raster
+    from geo_platform.resources.blob_store import LocalBlobStore
+
+    store = LocalBlobStore(root=str(tmp_path / "blobs"))
+    one = tmp_path / "one"
+    one.write_bytes(b"x")
+    sha = "0123456789abcdef" * 4
+    tile = Tile(row=0, col=1, row_off=0, col_off=512, height=512, width=512)
+    r10_tile = tiles_prefix("a/r10.tif") + tile_file_name(tile, Tier.ARCHIVE, sha)
+    stored = {
+        # r1's stem is the start of r10's and of r1b's: each output is counted once, its own.
+        "a/r1.tif": [("silver", tier_blob_key(Tier.ANALYSIS, "a/r1.tif", sha)),
+                     ("silver", thumbnail_blob_key("a/r1.tif", sha)),
+                     ("archive", tier_blob_key(Tier.ARCHIVE, "a/r1.tif", sha))],
+        "a/r10.tif": [("silver", tier_blob_key(Tier.VISUALIZATION, "a/r10.tif", sha)),
+                      ("archive", r10_tile)],
+        "a/r1b.tif": [],
+        "a/r2.png": [("silver", tier_blob_key(Tier.ANALYSIS, "a/r2.png", sha))],
+    }  # fmt: skip
+    for outputs in stored.values():
+        for container, key in outputs:
+            store.upload_file(one, container, key)
+    store.upload_file(one, "silver", "a/r1.analysis.not-a-version.tif")  # nobody's output
+    store.upload_file(one, "silver", "a/r1c.analysis." + sha[:12] + ".tif")  # not in the batch
+    keys = sorted(stored)
+
+    assert raster.count_stored_outputs(store, keys) == {key: len(o) for key, o in stored.items()}
+    assert {key: len(raster.stored_outputs(store, key)) for key in keys} == {
+        key: len(outputs) for key, outputs in stored.items()
+    }
+    # A prefix holding many more blobs than the batch's: each raster lists its own.
+    monkeypatch.setattr(raster, "_LISTED_AT_MOST", (3, 0))
+    assert raster.count_stored_outputs(store, keys) is None

@@ -171,9 +171,12 @@ class RasterContext:
     tiling: TilingSettings = field(default_factory=TilingSettings)
 
 
-def process_raster(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutcome:
+def process_raster(
+    key: str, plan: RasterPlan, ctx: RasterContext, previous_outputs: int | None = None
+) -> RasterOutcome:
     """Validate ``bronze/<key>``, write and check the planned tiers, store the good ones
-    and build the item; transient errors are retried. Never raises for a bad raster."""
+    and build the item; transient errors are retried. Never raises for a bad raster.
+    ``previous_outputs``: how many outputs it had stored before, when already counted."""
     retrying = Retrying(
         stop=stop_after_attempt(_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=5),
@@ -186,7 +189,8 @@ def process_raster(key: str, plan: RasterPlan, ctx: RasterContext) -> RasterOutc
     try:
         for attempt in retrying:
             with attempt:
-                return _process(RasterOutcome(key), plan, ctx, seen=outcome)
+                fresh = RasterOutcome(key, previous_outputs=previous_outputs)
+                return _process(fresh, plan, ctx, seen=outcome)
     except InvalidInputError as e:
         return outcome.fail(str(e))
     except FileNotFoundError:
@@ -203,21 +207,22 @@ def _process(
 ) -> RasterOutcome:
     store = ctx.blob_store
     key = outcome.key
-    blob = store.info(BRONZE, key)
+    blob, sidecars = store.info_and_sidecars(BRONZE, key)
     outcome.source_etag = seen.source_etag = blob.etag
     name = f"{BRONZE}/{key}"
     check_file_size(blob.size, name, ctx.limits)
     # Downloaded once (with the sidecars GDAL reads beside it): every tier reads this copy.
     with (
         ExitStack() as stack,
-        store.local_file(BRONZE, key, sidecars=True, scratch=ctx.scratch) as source,
+        store.local_file(BRONZE, key, sidecars=sidecars, scratch=ctx.scratch) as source,
     ):
         info = validate_raster(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
         )
         outcome.info = info
-        # Listed here, on a worker, rather than by the run's one thread after the item.
-        outcome.previous_outputs = len(stored_outputs(store, key))
+        if outcome.previous_outputs is None:
+            # Listed here, on a worker, rather than by the run's one thread after the item.
+            outcome.previous_outputs = len(stored_outputs(store, key))
         requested = requested_tiers(collection_id(key), plan.output_tier, plan.collections)
         to_write = []
         for tier in plan.tiers:
@@ -441,21 +446,53 @@ def _store_tier(
     return TierOutcome(cog.tier, ref=stored_ref, metadata=metadata)
 
 
+_OUTPUT_CONTAINERS = tuple(
+    dict.fromkeys([*(spec.container for spec in TIER_SPECS.values()), THUMBNAIL_CONTAINER])
+)
+# A batch's outputs are counted from one listing under its keys' common prefix unless that
+# prefix holds more blobs than this (each raster then lists its own).
+_LISTED_AT_MOST = (1000, 20)  # (blobs, and blobs per key on top)
+
+
 def stored_outputs(store: BlobStore, key: str) -> list[tuple[str, str]]:
     """(container, blob key) of every stored output of ``bronze/<key>``: tier, thumbnail,
     tile and mosaic versions, all named after its stem (one listing per container)."""
-    found = []
-    for container in dict.fromkeys([*(s.container for s in TIER_SPECS.values()),
-                                    THUMBNAIL_CONTAINER]):  # fmt: skip
-        for blob in store.list_blobs(container, output_stem(key)):
-            name = blob.key
-            if (
-                any(is_tier_version(tier, key, name) for tier in TIER_SPECS)
-                or is_thumbnail_version(key, name)
-                or is_tile_output(key, name)
-            ):
-                found.append((container, name))
-    return found
+    return [
+        (container, blob.key)
+        for container in _OUTPUT_CONTAINERS
+        for blob in store.list_blobs(container, output_stem(key))
+        if _is_output_of(key, blob.key)
+    ]
+
+
+def count_stored_outputs(store: BlobStore, keys: list[str]) -> dict[str, int] | None:
+    """``len(stored_outputs(store, key))`` of each key, from one listing per container
+    under the keys' common prefix: for a batch of new rasters, two requests rather than
+    two per raster. None when that prefix holds too many other blobs to be worth it."""
+    stems = {output_stem(key): key for key in keys}
+    # Character by character, as blob listings match prefixes (``a/r0`` covers ``a/r01``).
+    prefix = os.path.commonprefix(list(stems))  # noqa: RUF071
+    budget = _LISTED_AT_MOST[0] + _LISTED_AT_MOST[1] * len(keys)
+    counts = dict.fromkeys(keys, 0)
+    for container in _OUTPUT_CONTAINERS:
+        for listed, blob in enumerate(store.list_blobs(container, prefix)):
+            if listed >= budget:
+                return None
+            # Outputs are named ``<stem>.<...>`` or ``<stem>,tiles/<...>``.
+            for end in (i for i, char in enumerate(blob.key) if char in ".,"):
+                key = stems.get(blob.key[:end])
+                if key is not None and _is_output_of(key, blob.key):
+                    counts[key] += 1
+                    break
+    return counts
+
+
+def _is_output_of(key: str, name: str) -> bool:
+    return (
+        any(is_tier_version(tier, key, name) for tier in TIER_SPECS)
+        or is_thumbnail_version(key, name)
+        or is_tile_output(key, name)
+    )
 
 
 def tier_versions(store: BlobStore, key: str) -> dict[Tier, list[BlobInfo]]:
@@ -614,7 +651,9 @@ def process_rasters(
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
     writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
-    with _RasterWorkers(plan, ctx, workers) as pool:
+    keys = list(keys)
+    previous = count_stored_outputs(ctx.blob_store, keys) if len(keys) > 1 else None
+    with _RasterWorkers(plan, ctx, workers, previous) as pool:
         for outcome in pool.outcomes(keys, in_flight=workers * 8):
             # Reported now, while the workers go on: the run's one thread records the
             # raster's events beside their work, not all of a batch's after its write.
@@ -633,8 +672,16 @@ class _RasterWorkers:
     """Runs ``process_raster`` on a thread (one worker) or on worker processes started
     from a fork server that has this module imported (a worker starts in ~50 ms)."""
 
-    def __init__(self, plan: RasterPlan, ctx: RasterContext, workers: int) -> None:
+    def __init__(
+        self,
+        plan: RasterPlan,
+        ctx: RasterContext,
+        workers: int,
+        previous: dict[str, int] | None = None,
+    ) -> None:
         self.plan, self.ctx, self.workers = plan, ctx, workers
+        # Stored outputs counted for the whole batch (a key missing: the worker lists).
+        self.previous = previous or {}
         self.pool: Executor | None = None
 
     def __enter__(self) -> _RasterWorkers:
@@ -660,14 +707,15 @@ class _RasterWorkers:
 
     def _submit(self, key: str) -> Future[RasterOutcome]:
         assert self.pool is not None
+        previous = self.previous.get(key)
         if isinstance(self.pool, ThreadPoolExecutor):
-            return self.pool.submit(process_raster, key, self.plan, self.ctx)
+            return self.pool.submit(process_raster, key, self.plan, self.ctx, previous)
         try:
-            return self.pool.submit(_process_in_worker, key, self.plan)
+            return self.pool.submit(_process_in_worker, key, self.plan, previous)
         except BrokenProcessPool:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._new_pool(self.workers)
-            return self.pool.submit(_process_in_worker, key, self.plan)
+            return self.pool.submit(_process_in_worker, key, self.plan, previous)
 
     def outcomes(self, keys: Iterable[str], *, in_flight: int) -> Iterator[RasterOutcome]:
         """The outcome of every key, in completion order, ``in_flight`` at a time."""
@@ -690,7 +738,8 @@ class _RasterWorkers:
         """A raster whose worker process died, run again in a process of its own."""
         with self._new_pool(1) as pool:
             try:
-                return pool.submit(_process_in_worker, key, self.plan).result()
+                previous = self.previous.get(key)
+                return pool.submit(_process_in_worker, key, self.plan, previous).result()
             except BrokenProcessPool:
                 return RasterOutcome(key).fail(
                     f"{BRONZE}/{key}: the process working on it died (GDAL crashed on it, "
@@ -711,8 +760,8 @@ def _start_worker(
     _WORKER_CONTEXT["ctx"] = replace(ctx, blob_store=store_type(**store_settings))
 
 
-def _process_in_worker(key: str, plan: RasterPlan) -> RasterOutcome:
-    return process_raster(key, plan, _WORKER_CONTEXT["ctx"])
+def _process_in_worker(key: str, plan: RasterPlan, previous: int | None) -> RasterOutcome:
+    return process_raster(key, plan, _WORKER_CONTEXT["ctx"], previous)
 
 
 def _extended(

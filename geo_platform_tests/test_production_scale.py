@@ -55,14 +55,14 @@ def test_two_runs_of_one_collection_do_their_gdal_work_at_once_and_every_write_c
     both_running = threading.Barrier(2, timeout=60)
     process_raster = processing.process_raster
 
-    def waiting(key: str, plan, ctx):
+    def waiting(key: str, plan, ctx, previous_outputs=None):
         if key in (keys[0], keys[2]):
             try:
                 both_running.wait()
             except threading.BrokenBarrierError:
                 message = f"{key}: the other run's GDAL work never ran beside it"
                 raise AssertionError(message) from None
-        return process_raster(key, plan, ctx)
+        return process_raster(key, plan, ctx, previous_outputs)
 
     monkeypatch.setattr(processing, "process_raster", waiting)
     outcomes = []

@@ -12,7 +12,9 @@ from pmtiles.reader import MmapSource, Reader
 
 from geo_platform.backends import blob_store, stac_catalog, warehouse
 from geo_platform.ingest import ingest
+from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.vector.tiles import tile_bounds_lonlat
+from geo_platform.resources.blob_store import SHA256_METADATA
 
 from . import vector_inputs as inputs
 
@@ -50,6 +52,15 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_TABLES)
 
+    # The load read the local files while they were copied into bronze: the copies are
+    # whole, byte for byte, and say which content they hold.
+    store = blob_store(settings)
+    for source in real_vector_folder.iterdir():
+        key = f"realvec/{source.name}"
+        assert store.info("bronze", key).metadata[SHA256_METADATA] == sha256_file(source), key
+        with store.local_file("bronze", key) as copy:
+            assert copy.read_bytes() == source.read_bytes(), key
+
     tables = warehouse(settings)
     layers = {layer["table"]: layer["record"] for layer in tables.layers()}
     for name, (table, rows) in REAL_TABLES.items():
@@ -78,7 +89,6 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert item["properties"]["table:row_count"] == 177
     assert [c["name"] for c in item["properties"]["table:columns"]][:2] == ["fid", "pop_est"]
     assert item["geometry"]["type"] == "Polygon"
-    store = blob_store(settings)
     export = "realvec/countries.zip/realvec__countries_zip__naturalearth_lowres.parquet"
     assert item["assets"]["data"]["href"] == store.href("silver", export)
     with store.local_file("silver", export) as path:

@@ -18,15 +18,15 @@ def write(src: str, out: str, tiers: str) -> None:
     write_cog_tiers(src, [Tier(t) for t in tiers.split(",")], out, threads="ALL_CPUS")
 
 
-def side(src: Path, tiers: list[str], ours: bool):
+def side(src: Path, tiers: list[str], folder: Path, ours: bool):
     """One write of ``tiers`` (gdal_translate: one tier) into a folder of its own."""
-    out = h.DATA / "cog_tiers_out" / f"{src.stem}-{'+'.join(tiers)}-{ours}"
+    out = folder / f"{src.stem}-{'+'.join(tiers)}-{ours}"
     cmd = h.gdal_cog(src, tiers[0], out / "cog.tif")
     cmd = h.call("cog_tiers:write", src, out, ",".join(tiers)) if ours else cmd
 
     def once() -> h.Run:
         shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True)
+        out.mkdir()
         os.sync()  # earlier outputs are not written back during this run
         return h.run(cmd, os.environ | h.GDAL_ENV, timed=ours, warm=src)
 
@@ -37,14 +37,15 @@ def main() -> None:
     args = h.options(__doc__, quick=False, repeat=3)  # --quick: 2000² inputs
     sizes = {"rgb": 2000, "dem": 2000} if args.quick else {"rgb": 10000, "dem": 8000}
     sides = {}
-    for kind, size in sizes.items():
-        src = h.raster(kind, size)
-        for tier in TIERS[kind]:
-            sides[f"{kind} {tier} gdal_translate"] = side(src, [tier], False)
-            sides[f"{kind} {tier} ours"] = side(src, [tier], True)
-        sides[f"{kind} all tiers ours"] = side(src, TIERS[kind], True)
-    runs = {name: h.summary(r) for name, r in h.rounds(sides, args.repeat).items()}
-    shutil.rmtree(h.DATA / "cog_tiers_out")
+    with h.scratch("cog_tiers") as out:
+        for kind, size in sizes.items():
+            src = h.raster(kind, size)
+            for tier in TIERS[kind]:
+                sides[f"{kind} {tier} gdal_translate"] = side(src, [tier], out, False)
+                sides[f"{kind} {tier} ours"] = side(src, [tier], out, True)
+            sides[f"{kind} all tiers ours"] = side(src, TIERS[kind], out, True)
+        rows = h.versus(h.rounds(sides, args.repeat, args.retries))
+    runs = {row.pop("side"): row for row in rows}
     single, together = [], []
     for kind in sizes:
         for tier in TIERS[kind]:
@@ -63,7 +64,7 @@ def main() -> None:
     gdal = subprocess.check_output(["gdal_translate", "--version"], text=True).strip()
     figures = {"gdal_translate": gdal, "rasterio's GDAL": rasterio.__gdal_version__, "sizes": sizes}
     figures |= {"repeat": args.repeat, "single tier": single, "all tiers": together}
-    h.write("cog_tiers", figures, args.quick)
+    h.write("cog_tiers", figures, args.smoke)
 
 
 if __name__ == "__main__":

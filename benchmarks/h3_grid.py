@@ -2,10 +2,10 @@
 each warehouse, vs a bare script of the h3 package's own calls writing GeoParquet."""
 
 import json
-import shutil
 import subprocess
 import sys
 import warnings
+from functools import partial
 
 import harness as h
 
@@ -30,12 +30,9 @@ def bare(resolution: str, out: str) -> None:
             cells = h3.cell_to_children(root, res)
             boundaries = [h3.cell_to_boundary(c) for c in cells]
             counts = np.array([len(b) for b in boundaries])
-            latlng = np.array([v for b in boundaries for v in b])
-            lon, lat = latlng[:, 1], latlng[:, 0]
-            owner = np.repeat(np.arange(len(cells)), counts)
-            polygons = shapely.polygons(
-                shapely.linearrings(np.column_stack([lon, lat]), indices=owner)
-            )
+            lonlat = np.array([v for b in boundaries for v in b])[:, ::-1]
+            owner, lon = np.repeat(np.arange(len(cells)), counts), lonlat[:, 0]
+            polygons = shapely.polygons(shapely.linearrings(lonlat, indices=owner))
             starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
             span = np.maximum.reduceat(lon, starts) - np.minimum.reduceat(lon, starts)
             with warnings.catch_warnings():
@@ -57,44 +54,23 @@ def bare(resolution: str, out: str) -> None:
 
 
 def main() -> None:
-    # --quick: resolution 3 (41,162 cells); --extra: runs done again when others disturbed them.
-    args = h.options(__doc__, resolution=5, repeat=2, extra=2, quick=False)
-    resolution, scratch = "3" if args.quick else str(args.resolution), h.DATA / "h3_grid"
-    shutil.rmtree(scratch, ignore_errors=True)
-    command, steps = [h.GEO_PLATFORM, "h3-grid"], {}
-    try:
-        with h.production(scratch / "production", h3_max_resolution="6") as production:
-            envs = {
-                "DuckDB": h.platform_env(data_dir=str(scratch / "embedded"), h3_max_resolution="6")
-            }
-            envs["PostGIS"] = production
-            for env in envs.values():  # the platform exists: instance, catalog, h3.grid
-                subprocess.run([*command, "0"], env=env, check=True, capture_output=True)
-
-            def platform(name: str) -> h.Run:
-                result = h.run([*command, resolution], envs[name])
-                steps[result] = sum(h.step_seconds(envs[name]).values())
-                return result
-
-            bare = [sys.executable, __file__, "--bare", resolution, scratch / "bare.parquet"]
-            sides = {"bare h3 + shapely": lambda: h.run(bare)}
-            sides |= {f"platform, {n}": lambda n=n: platform(n) for n in envs}
-            runs = h.rounds(sides, args.repeat, args.extra)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    rows = h.versus(runs, "<= 1.25")
-    for row, side in zip(rows, runs.values(), strict=True):
-        fastest = min(side, key=lambda r: r.wall_s)
-        if fastest in steps:
-            row |= {"step s": steps[fastest], "outside the step s": fastest.wall_s - steps[fastest]}
-        if resolution in CELLS:
-            row["s per million cells"] = row["best s"] / CELLS[resolution] * 1e6
+    args = h.options(__doc__, resolution=5, quick=False, repeat=2)  # --quick: resolution 3
+    resolution, grid = "3" if args.quick else str(args.resolution), [h.GEO_PLATFORM, "h3-grid"]
+    with h.scratch("h3_grid") as folder:
+        bare = [sys.executable, __file__, "--bare", resolution, folder / "bare.parquet"]
+        sides = {"bare h3 + shapely": partial(h.run, bare)}
+        for name, profile in (("DuckDB", "embedded"), ("PostGIS", "production")):
+            env = h.platform_env(profile, folder / profile, h3_max_resolution="6")
+            # The platform exists: instance, catalog, h3.grid.
+            subprocess.run([*grid, "0"], env=env, check=True, capture_output=True)
+            command = [*grid, resolution]
+            sides[f"platform, {name}"] = lambda c=command, e=env: h.with_steps(h.run(c, e), e)
+        rows = h.versus(h.rounds(sides, args.repeat, args.retries), "<= 1.25")
+    for row in rows if resolution in CELLS else []:
+        row["s per million cells"] = row["best s"] / CELLS[resolution] * 1e6
     h.table(rows)
-    h.write(
-        "h3_grid",
-        {"resolution": int(resolution), "cells": CELLS.get(resolution), "sides": rows},
-        args.quick,
-    )
+    figures = {"resolution": int(resolution), "cells": CELLS.get(resolution), "sides": rows}
+    h.write("h3_grid", figures, args.smoke)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""What the benchmarks share (README.md says how they measure): inputs, a quiet machine,
-measured processes, scratch services, tables and result files."""
+"""What the benchmarks share (README.md says how they measure): a quiet machine, measured
+processes in rounds, tables and result files, scratch platforms and services, inputs."""
 
 import argparse
 import importlib
-import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +17,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
-from rasterio.windows import Window
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / ".data"  # generated inputs and scratch space (git-ignored)
@@ -29,6 +27,19 @@ QUIET_CORES = 0.25  # other processes using less than this: the machine is quiet
 MB = 1024 * 1024
 SEED = 20240607
 GDAL_ENV = {"GDAL_CACHEMAX": "512", "GDAL_NUM_THREADS": "ALL_CPUS"}  # the same on both sides
+
+
+def options(doc: str, **defaults: Any) -> argparse.Namespace:
+    """``--name`` per default (False: a flag) and ``--retries`` (of ``rounds``); ``smoke``: a
+    size is not its default (not ``--repeat`` or ``--profile``), results go to .quick.json."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in (defaults | {"retries": 2}).items():
+        kind = {"action": "store_true"} if default is False else {"type": type(default)}
+        parser.add_argument(f"--{name}", default=default, help=f"default: {default}", **kind)
+    args = parser.parse_args()
+    sizes = [name for name in defaults if name not in ("repeat", "profile")]
+    args.smoke = any(getattr(args, name) != defaults[name] for name in sizes)
+    return args
 
 
 def _busy_s() -> float:
@@ -55,14 +66,6 @@ def wait_quiet() -> None:  # at most $BENCHMARK_QUIET_WAIT_S (300) seconds
             return
 
 
-def options(doc: str, **defaults: Any) -> argparse.Namespace:  # --name per default (False: flag)
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    for name, default in defaults.items():
-        kind = {"action": "store_true"} if default is False else {"type": type(default)}
-        parser.add_argument(f"--{name}", default=default, help=f"default: {default}", **kind)
-    return parser.parse_args()
-
-
 # Linux counts a forked child's pre-exec memory in its ru_maxrss: a tiny launcher (python -S,
 # ~9 MB) starts the command and prints the command's own rusage (wait4), last on stderr.
 _LAUNCHER = """import json, os, sys, time
@@ -79,6 +82,7 @@ class Run(NamedTuple):  # peak RSS in bytes; others: cores other processes used 
     rss: int
     others: float = 0.0
     stdout: str = ""
+    figures: tuple = ()  # (name, value) pairs for the side's row when this run is its best
 
 
 def run(cmd: Sequence, env: dict[str, str] | None = None, timed=False, warm=None) -> Run:
@@ -106,16 +110,26 @@ def call(function: str, *args: object) -> list[str]:
     return [sys.executable, __file__, function, *map(str, args)]
 
 
-def rounds(sides: dict[str, Callable[[], Run]], repeat: int, extra: int = 2) -> dict[str, list]:
+def with_steps(result: Run, env: dict[str, str]) -> Run:
+    """``result`` of a command that made a Dagster run on the instance of ``env``, with the
+    seconds of the run's steps and of the rest of the command (read by a child)."""
+    child = [sys.executable, __file__, "--steps"]
+    out = subprocess.run(child, env=env, capture_output=True, text=True, check=True).stdout
+    steps = float(out.splitlines()[-1])
+    figures = (("steps s", steps), ("outside the steps s", result.wall_s - steps))
+    return result._replace(figures=figures)
+
+
+def rounds(sides: dict[str, Callable[[], Run]], repeat: int, retries: int = 2) -> dict[str, list]:
     """``repeat`` rounds of every side, the order rotating; a run during which others used
-    more than QUIET_CORES is done again, ``extra`` times at most (the least disturbed kept)."""
+    more than QUIET_CORES is done again, ``retries`` times at most (the least disturbed kept)."""
     runs: dict[str, list[Run]] = {name: [] for name in sides}
     names = list(sides)
     for number in range(repeat):
         for name in names[number % len(names) :] + names[: number % len(names)]:
             attempts: list[Run] = []
-            for _ in range(extra + 1):
-                wall, cpu, rss, others, _ = result = sides[name]()
+            for _ in range(retries + 1):
+                wall, cpu, rss, others, *_ = result = sides[name]()
                 print(f"[{number + 1}/{repeat}] {name:<30} {wall:8.3f} s {cpu:7.2f} CPU s", end="")
                 print(f" {rss / MB:6.0f} MB (others: {others:.2f} cores)", flush=True)
                 attempts.append(result)
@@ -125,24 +139,25 @@ def rounds(sides: dict[str, Callable[[], Run]], repeat: int, extra: int = 2) -> 
     return runs
 
 
-def summary(runs: Sequence[Run]) -> dict[str, Any]:  # CPU seconds of the best run, worst RSS
-    best = min(runs, key=lambda r: r.wall_s)
-    median = float(np.median([r.wall_s for r in runs]))
-    peak = round(max(r.rss for r in runs) / MB)
-    return {"best s": best.wall_s, "median s": median, "CPU s": best.cpu_s, "peak RSS MB": peak}
-
-
 def versus(runs: dict[str, list[Run]], target: str = "") -> list[dict[str, Any]]:
-    """A row per side (its ``summary``); with a ``target``, the others' ratios to the first
-    side: seconds over its for "<= x", its seconds over theirs (throughput) for ">= x"."""
-    rows = [{"side": name} | summary(r) for name, r in runs.items()]
+    """A row per side: best and median seconds, the best run's CPU seconds and figures, the
+    worst peak RSS; with a ``target``, the others' ratios to the first side: seconds over its
+    for "<= x", its seconds over theirs (throughput) for ">= x"."""
+    rows = []
+    for name, side in runs.items():
+        best, median = min(side, key=lambda r: r.wall_s), float(np.median([r.wall_s for r in side]))
+        row = {"side": name, "best s": best.wall_s, "median s": median, "CPU s": best.cpu_s}
+        peak = round(max(r.rss for r in side) / MB)
+        rows.append(row | {"peak RSS MB": peak, **dict(best.figures)})
     for row, kind in ((row, kind) for row in rows[1:] if target for kind in ("best", "median")):
         ratio = row[f"{kind} s"] / rows[0][f"{kind} s"]
         row[f"ratio {kind} ({target})"] = 1 / ratio if target.startswith(">") else ratio
     return rows
 
 
-def table(rows: Sequence[dict[str, Any]]) -> None:  # a target ("(>= 0.9)") marks ok or MISS
+def table(rows: Sequence[dict[str, Any]]) -> None:
+    """The rows' columns, aligned; a value under a target ("... (>= 0.9)") is marked ok or
+    MISS (a target met exactly is met, whichever way it points)."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     cells = [columns] + [[_cell(row.get(c, ""), c) for c in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
@@ -154,64 +169,64 @@ def table(rows: Sequence[dict[str, Any]]) -> None:  # a target ("(>= 0.9)") mark
 def _cell(value: Any, column: str) -> str:
     if not isinstance(value, float):
         return str(value)
-    bound = column.partition("= ")[2].rstrip(")")
-    # A target met exactly is met, whichever way it points.
-    met = value <= float(bound) if "<=" in column else value >= float(bound) if bound else True
-    mark = "" if not bound else " ok" if met else " MISS"
-    return f"{value:.2f}{mark}" if value < 100 else f"{value:,.0f}{mark}"
+    text, bound = f"{value:.2f}" if value < 100 else f"{value:,.0f}", column.partition("= ")[2]
+    if not bound:
+        return text
+    met = value <= float(bound[:-1]) if "<=" in column else value >= float(bound[:-1])
+    return f"{text} ok" if met else f"{text} MISS"
 
 
-def write(name: str, figures: dict[str, Any], quick: bool = False) -> None:  # quick: smoke test
-    path = ROOT / "benchmarks" / "results" / f"{name}{'.quick' if quick else ''}.json"
+def write(name: str, figures: dict[str, Any], smoke: bool) -> None:
+    """``benchmarks/results/<name>.json``, or ``<name>.quick.json`` for a ``smoke`` test."""
+    path = ROOT / "benchmarks" / "results" / f"{name}{'.quick' if smoke else ''}.json"
     figures = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), **figures}
     rounded = json.loads(json.dumps(figures), parse_float=lambda x: round(float(x), 4))
-    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rounded, indent=1) + "\n")
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-def platform_env(profile: str = "embedded", **settings: str) -> dict[str, str]:
-    drop = {"DAGSTER_HOME", "GEO_PLATFORM_DATA_DIR", "GEO_PLATFORM_COLLECTIONS_FILE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop} | {"GEO_PLATFORM_PROFILE": profile}
-    return env | {f"GEO_PLATFORM_{k.upper()}": v for k, v in settings.items()}
+_TAG = f"bench{uuid.uuid4().hex[:6]}"  # this process's scratch databases and containers
+_databases: list[str] = []
+_prefixes: list[str] = []
 
 
-def ingest_setup(env: dict[str, str], *options: str, source: Path | None = None) -> None:
-    """The platform exists before the first timed run: instance, catalog, a first item."""
-    source = source or raster("rgb", 256)
-    setup = [GEO_PLATFORM, "ingest", *options, "--collection", "setup", source]
-    subprocess.run(setup, env=env, check=True, capture_output=True)
+@contextmanager
+def scratch(name: str) -> Iterator[Path]:
+    """``DATA/name``, empty; at the end it is removed with the databases and Azurite
+    containers made meanwhile (they can hold gigabytes)."""
+    shutil.rmtree(folder := DATA / name, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        for database_name in _databases:
+            sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", database_name)
+        if _prefixes:
+            from azure.storage.blob import BlobServiceClient
+
+            from geo_platform.settings import AZURITE_CONNECTION_STRING
+
+            service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+            for container in service.list_containers(name_starts_with=_TAG):
+                service.delete_container(container.name)
 
 
-def step_seconds(env: dict[str, str]) -> dict[str, float]:
-    """Seconds of each step of the newest run on the instance of ``env`` (read by a child)."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--steps"], env=env, capture_output=True, check=True
-    )
-    return json.loads(out.stdout.splitlines()[-1])
-
-
-_TAG = f"bench_{uuid.uuid4().hex[:6]}"  # this process's scratch databases and containers
-_numbers = itertools.count()
-
-
-def sql(statement: str, *names: str) -> list[tuple]:  # {}: names as identifiers; %s: _TAG
+def sql(statement: str, *names: str) -> None:  # {}: names, as identifiers
     import psycopg
     from psycopg import sql as q
 
     from geo_platform.settings import get_postgres_settings
 
-    composed = q.SQL(statement).format(*map(q.Identifier, names))
     with psycopg.connect(get_postgres_settings().dsn("postgres"), autocommit=True) as conn:
-        cursor = conn.execute(composed, [_TAG] if "%s" in statement else None)
-        return cursor.fetchall() if cursor.description else []
+        conn.execute(q.SQL(statement).format(*map(q.Identifier, names)))
 
 
 def database(template: str | None = None, pgstac: bool = True) -> str:
     """A scratch database: a copy of ``template``, or new (``pgstac``: migrated by pypgstac)."""
     from geo_platform.settings import get_postgres_settings
 
-    name = f"{_TAG}_{next(_numbers)}"
+    _databases.append(name := f"{_TAG}_{len(_databases)}")
     sql("CREATE DATABASE {}" + " TEMPLATE {}" * bool(template), name, *filter(None, [template]))
     if pgstac and not template:
         migrate = [BIN / "pypgstac", "migrate", "--dsn", get_postgres_settings().dsn(name)]
@@ -220,30 +235,24 @@ def database(template: str | None = None, pgstac: bool = True) -> str:
     return name
 
 
-@contextmanager
-def production(data_dir: Path, **settings: str) -> Iterator[dict[str, str]]:
-    """The production profile on scratch services: a pgSTAC database, a Dagster database and
-    Azurite containers of its own, all removed at the end (they can hold gigabytes)."""
-    from azure.storage.blob import BlobServiceClient
-
-    from geo_platform.settings import AZURITE_CONNECTION_STRING
-
-    prefix = f"b{_TAG[6:]}-"
-    try:
-        yield platform_env(
-            "production", data_dir=str(data_dir), pg_database=database(),
-            pg_dagster_database=database(pgstac=False), azure_container_prefix=prefix, **settings,
-        )  # fmt: skip
-    finally:
-        service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
-        for container in service.list_containers(name_starts_with=prefix):
-            service.delete_container(container.name)
-        drop_databases()
+def platform_env(profile: str, data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a platform in ``data_dir``; on production, in scratch services of
+    its own: a pgSTAC database, a Dagster database and Azurite containers."""
+    if profile == "production":
+        settings |= {"pg_database": database(), "pg_dagster_database": database(pgstac=False)}
+        _prefixes.append(prefix := f"{_TAG}-{len(_prefixes)}-")
+        settings["azure_container_prefix"] = prefix
+    drop = {"DAGSTER_HOME", "GEO_PLATFORM_DATA_DIR", "GEO_PLATFORM_COLLECTIONS_FILE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    settings |= {"profile": profile, "data_dir": str(data_dir)}
+    return env | {f"GEO_PLATFORM_{k.upper()}": v for k, v in settings.items()}
 
 
-def drop_databases() -> None:  # this process's
-    for (name,) in sql("SELECT datname FROM pg_database WHERE starts_with(datname, %s)"):
-        sql("DROP DATABASE {} WITH (FORCE)", name)
+def ingest_setup(env: dict[str, str], *options: str, source: Path | None = None) -> None:
+    """The platform exists before the first timed run: instance, catalog, a first item."""
+    source = source or raster("rgb", 256)
+    setup = [GEO_PLATFORM, "ingest", *options, "--collection", "setup", source]
+    subprocess.run(setup, env=env, check=True, capture_output=True)
 
 
 def gdal_cog(src: Path, tier: str, dst: Path) -> list[str]:
@@ -285,19 +294,20 @@ def _noise(octaves: list, persistence: float, rows: np.ndarray, cols: np.ndarray
 
 
 def _pixels(kind: str, fields: list, rng: np.random.Generator, rows: np.ndarray, size: int):
-    if kind == "rgb":  # land-cover parcels, shaded, a few roads, sensor noise
-        parcels, shade, roads = (_noise(*f, rows, np.arange(size, dtype=float)) for f in fields)
-        rgb = _PALETTE[np.clip(((parcels - 0.2) / 0.6 * 6).astype(int), 0, 5)]
-        rgb *= (0.65 + 0.7 * shade)[..., None]
-        rgb[np.abs(roads - 0.5) < 0.004] = (205, 200, 190)
-        rgb += rng.normal(0.0, 5.0, rgb.shape)
-        return np.clip(rgb, 0, 255).astype(np.uint8).transpose(2, 0, 1)
     if kind == "gray":  # the base field shifted per repetition, sensor noise
         base, cols = fields[0], np.arange(size)
         values = base[(rows.astype(int) % len(base))[:, None], cols % len(base)]
         values += (cols // len(base)) * 23 + (rows // len(base) * 11).astype(int)[:, None]
         return ((values + rng.integers(0, 7, values.shape, np.int16)) % 240).astype(np.uint8)[None]
-    terrain, ridges = (_noise(*f, rows, np.arange(size, dtype=float)) for f in fields)
+    noise = [_noise(*field, rows, np.arange(size, dtype=float)) for field in fields]
+    if kind == "rgb":  # land-cover parcels, shaded, a few roads, sensor noise
+        parcels, shade, roads = noise
+        rgb = _PALETTE[np.clip(((parcels - 0.2) / 0.6 * 6).astype(int), 0, 5)]
+        rgb *= (0.65 + 0.7 * shade)[..., None]
+        rgb[np.abs(roads - 0.5) < 0.004] = (205, 200, 190)
+        rgb += rng.normal(0.0, 5.0, rgb.shape)
+        return np.clip(rgb, 0, 255).astype(np.uint8).transpose(2, 0, 1)
+    terrain, ridges = noise
     dem = 150 + 2200 * terrain**1.6 + 180 * (1 - np.abs(2 * ridges - 1))  # metres
     dem += rng.normal(0.0, 0.02, dem.shape)
     y, x, a = (rows[:, None] - size / 2) / size, (np.arange(size) - size / 2) / size, np.deg2rad(12)
@@ -324,26 +334,25 @@ def raster(kind: str, size: int, path: Path | None = None, seed: int = SEED, x0=
         fields = [(_noise(*fields[0], axis, axis) * 230).astype(np.int16)]
     profile = dict(driver="GTiff", crs="EPSG:32633", tiled=True, blockxsize=512, blockysize=512)
     profile |= dict(width=size, height=size, count=count, dtype=dtype, nodata=nodata)
+    transform = rasterio.transform.from_origin(x0, 5.6e6, res, res)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.tif")
-    with rasterio.open(
-        partial, "w", transform=from_origin(x0, 5.6e6, res, res), BIGTIFF=bigtiff, **profile
-    ) as dst:
+    with rasterio.open(partial, "w", transform=transform, BIGTIFF=bigtiff, **profile) as dst:
         for row in range(0, size, 512):
             rows = np.arange(row, min(row + 512, size), dtype=float)
             data = _pixels(kind, fields, np.random.default_rng([seed, row]), rows, size)
-            dst.write(data, window=Window(0, row, size, rows.size))
+            dst.write(data, window=((row, row + rows.size), (0, size)))
     partial.rename(path)
     return path
 
 
-if __name__ == "__main__" and sys.argv[1] == "--steps":  # the child of ``step_seconds``
+if __name__ == "__main__" and sys.argv[1] == "--steps":  # the child of ``with_steps``
     from geo_platform.instance import get_instance
     from geo_platform.settings import get_platform_settings
 
     instance = get_instance(get_platform_settings())
     stats = instance.get_run_step_stats(instance.get_runs(limit=1)[0].run_id)
-    print(json.dumps({s.step_key: s.end_time - s.start_time for s in stats}))
+    print(sum(s.end_time - s.start_time for s in stats))
 elif __name__ == "__main__":  # the child of ``call``
     module, name = sys.argv[1].split(":")
     function = getattr(importlib.import_module(module), name)

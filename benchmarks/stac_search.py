@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 import random
-import shutil
 import statistics
 import subprocess
 import uuid
@@ -49,33 +48,32 @@ def write_one(items: str) -> None:
 def main() -> None:
     args = h.options(__doc__, items=100_000, queries=30)
     items, collection = stac_items(args.items)
-    embedded, search = h.DATA / "stac_search_embedded", [h.GEO_PLATFORM, "stac", "search"]
-    shutil.rmtree(embedded, ignore_errors=True)
-    envs = {"embedded": h.platform_env(data_dir=str(embedded))}
-    envs["pgSTAC"] = h.platform_env("production", pg_database=h.database())
-    for env in envs.values():  # then a first search, untimed: page cache, database buffers
-        load = [h.GEO_PLATFORM, "stac", "load", items, "--collection", collection]
-        subprocess.run(load, env=env, check=True, capture_output=True)
-        subprocess.run(search, env=env, check=True, capture_output=True)
-    searches = [[*search, "--limit", "10", *q] for q in queries(args.queries)]
-    sides = {
-        f"{i} {n}": partial(h.run, q, e) for i, q in enumerate(searches) for n, e in envs.items()
-    }
-    runs = h.rounds(sides, 1)
+    search = [h.GEO_PLATFORM, "stac", "search"]
+    with h.scratch("stac_search") as folder:
+        envs = {"embedded": h.platform_env("embedded", folder / "embedded")}
+        envs["pgSTAC"] = h.platform_env("production", folder / "production")
+        for env in envs.values():  # then a first search, untimed: page cache, database buffers
+            load = [h.GEO_PLATFORM, "stac", "load", items, "--collection", collection]
+            subprocess.run(load, env=env, check=True, capture_output=True)
+            subprocess.run(search, env=env, check=True, capture_output=True)
+        searches = [[*search, "--limit", "10", *q] for q in queries(args.queries)]
+        sides = {
+            f"{i} {n}": partial(h.run, q, envs[n]) for i, q in enumerate(searches) for n in envs
+        }
+        runs = h.rounds(sides, 1, args.retries)
+        write = h.call("stac_search:write_one", items)
+        sides = {n: partial(h.run, write, env, timed=True) for n, env in envs.items()}
+        writes = h.rounds(sides, 10, args.retries)
     by = {name: [runs[f"{i} {name}"][0] for i in range(len(searches))] for name in envs}
     ids = [[[f["id"] for f in json.loads(r.stdout)["features"]] for r in rs] for rs in by.values()]
     for query, embedded_ids, pgstac_ids in zip(searches, *ids, strict=True):
         if embedded_ids != pgstac_ids:
             print("different ids:", *query[5:], embedded_ids, pgstac_ids)
     same = sum(a == b for a, b in zip(*ids, strict=True))
-    write = h.call("stac_search:write_one", items)
-    writes = h.rounds({n: partial(h.run, write, e, timed=True) for n, e in envs.items()}, 10)
-    h.drop_databases()
-    shutil.rmtree(embedded)
     rows = []
     for name, searched in by.items():
         times = [r.wall_s for r in searched]
-        row = {"backend": name, "search median s": float(np.median(times))}
+        row = {"backend": name, "search median s": statistics.median(times)}
         row["search p95 s"] = float(np.percentile(times, 95))
         row["search peak RSS MB"] = max(r.rss for r in searched) // h.MB
         row["write one item, median s (<= 0.1)"] = statistics.median(r.wall_s for r in writes[name])
@@ -84,7 +82,7 @@ def main() -> None:
     h.table(rows)
     print(f"same ids in the same order: {same} of {len(searches)} queries")
     figures = {"items": args.items, "same ids in the same order": f"{same}/{len(searches)}"}
-    h.write("stac_search", figures | {"backends": rows}, quick=args.items != 100_000)
+    h.write("stac_search", figures | {"backends": rows}, args.smoke)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ PostgreSQL``, from GeoJSON, GeoPackage and GeoParquet (Debian's ogr2ogr reads no
 
 import itertools
 import json
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -27,11 +26,9 @@ def polygons(n: int, fmt: str):
         return path
     rng = np.random.default_rng(42)
     x, y, r = rng.uniform(-10, 30, n), rng.uniform(35, 60, n), rng.uniform(0.001, 0.01, n)
-    angles = np.linspace(0, 2 * np.pi, 7)[:-1]
-    ring = np.stack(
-        [x[:, None] + r[:, None] * np.cos(angles), y[:, None] + r[:, None] * np.sin(angles)], -1
-    )
-    geometry = shapely.to_wkb(shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1)))
+    angles = np.append(np.linspace(0, 2 * np.pi, 7)[:-1], 0)  # a closed hexagon
+    xy = [x[:, None] + r[:, None] * np.cos(angles), y[:, None] + r[:, None] * np.sin(angles)]
+    geometry = shapely.to_wkb(shapely.polygons(np.stack(xy, -1)))
     table = pa.table({
         "id": pa.array(np.arange(n), pa.int64()), "name": [f"parcel {i}" for i in range(n)],
         "value": rng.random(n), "geometry": pa.array(geometry, pa.binary()),
@@ -57,32 +54,27 @@ def load(path: Path, fmt: str, into: str | dict[str, str]) -> h.Run:
 
 
 def main() -> None:
-    args = h.options(
-        __doc__, features=1_000_000, formats="geojson,gpkg,parquet", repeat=1, postgis_only=False
-    )
-    data = h.DATA / "vector_load"
-    shutil.rmtree(data, ignore_errors=True)
-    with h.production(data / "production") as production:
-        embedded = h.platform_env(data_dir=str(data / "embedded"))
-        pg = get_postgres_settings().dsn(production["GEO_PLATFORM_PG_DATABASE"])
-        # A first, untimed ingest creates the instance and schemas on both profiles.
-        for env in (production, embedded):
+    formats = "geojson,gpkg,parquet"
+    args = h.options(__doc__, features=1_000_000, formats=formats, repeat=1, postgis_only=False)
+    rows = []
+    with h.scratch("vector_load") as folder:
+        envs = {"PostGIS": h.platform_env("production", folder / "production")}
+        pg = get_postgres_settings().dsn(envs["PostGIS"]["GEO_PLATFORM_PG_DATABASE"])
+        if not args.postgis_only:
+            envs["DuckDB"] = h.platform_env("embedded", folder / "embedded")
+        for env in envs.values():  # a first, untimed ingest: the instance and schemas
             h.ingest_setup(env, source=h.REAL / "vectors" / "curve.gpkg")
-        rows = []
         for fmt in args.formats.split(","):
             path = polygons(args.features, fmt)
             # Each run into a table or collection of its own: a run done again does it all again.
             sides = {"ogr2ogr": partial(load, path, fmt, f"PG:{pg}")} if fmt != "parquet" else {}
-            sides["ingest, PostGIS"] = partial(load, path, fmt, production)
-            if not args.postgis_only:
-                sides["ingest, DuckDB"] = partial(load, path, fmt, embedded)
-            runs = h.rounds(sides, args.repeat)  # ratios: features/s, ogr2ogr's seconds / ours
+            sides |= {
+                f"ingest, {name}": partial(load, path, fmt, env) for name, env in envs.items()
+            }
+            runs = h.rounds(sides, args.repeat, args.retries)  # ratios: ogr2ogr's seconds / ours
             rows += [{"format": fmt} | r for r in h.versus(runs, ">= 1.0" * ("ogr2ogr" in runs))]
-    shutil.rmtree(data)
     h.table(rows)
-    quick = args.features != 1_000_000 or args.formats != "geojson,gpkg,parquet"
-    quick = quick or args.postgis_only
-    h.write("vector_load", {"features": args.features, "sides": rows}, quick)
+    h.write("vector_load", {"features": args.features, "sides": rows}, args.smoke)
 
 
 if __name__ == "__main__":

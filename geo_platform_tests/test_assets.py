@@ -297,3 +297,48 @@ def _checks_passed(result) -> dict[tuple[str, str], bool]:
         (c.asset_key.to_user_string(), c.check_name): c.passed
         for c in result.get_asset_check_evaluations()
     }
+
+
+def test_an_item_the_catalog_refuses_fails_its_own_partition_and_its_tiers_stay_reported(
+    settings, instance, real_rasters, monkeypatch
+):
+    from geo_platform.errors import InvalidInputError
+    from geo_platform.resources.duckdb_catalog import DuckDBCatalog
+
+    keys = ["refuse/a.tif", "refuse/b.tif", "refuse/c.tif"]
+    for key, name in zip(keys, ["image_rgb.tif", "image_web.tif", "image_float.tif"], strict=True):
+        _land(settings, real_rasters, name, key)
+    upsert_items = DuckDBCatalog.upsert_items
+
+    def refusing_b(self, items):
+        if any(item["id"] == "b" for item in items):
+            raise InvalidInputError("refuse/b", "(simulated) a property the catalog rejects")
+        return upsert_items(self, items)
+
+    monkeypatch.setattr(DuckDBCatalog, "upsert_items", refusing_b)
+    result = _materialize(instance, keys, ALL)
+    assert not result.success
+    assert _materialized_partitions(result, "stac_item") == {"refuse/a.tif", "refuse/c.tif"}
+    # Its tiers are stored: they are reported as such, with the item's failure on its own.
+    assert _materialized_partitions(result, "cog_analysis") == set(keys)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert failure.step_failure_data.user_failure_data.metadata[FAILED_RASTERS].value == {
+        "refuse/b.tif": "bronze/refuse/b.tif: the catalog refused its item: "
+        "(simulated) a property the catalog rejects"
+    }
+    catalog = stac_catalog(get_platform_settings())
+    assert {i["id"] for i in catalog.search(collections=["refuse"], limit=None)} == {"a", "c"}
+    # Each raster is reported as it is done, its item once written, and the item's check
+    # after the item it checks.
+    order = [
+        ("ASSET_CHECK_EVALUATION", e.asset_check_evaluation_data.asset_key.to_user_string(),
+         e.asset_check_evaluation_data.partition)
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+        else (e.event_type_value, e.asset_key.to_user_string(), e.partition)
+        for e in result.all_events
+        if e.event_type_value in ("ASSET_MATERIALIZATION", "ASSET_CHECK_EVALUATION")
+    ]  # fmt: skip
+    for key in ("refuse/a.tif", "refuse/c.tif"):
+        item = order.index(("ASSET_MATERIALIZATION", "stac_item", key))
+        assert order.index(("ASSET_MATERIALIZATION", "cog_analysis", key)) < item
+        assert order.index(("ASSET_CHECK_EVALUATION", "stac_item", key)) > item

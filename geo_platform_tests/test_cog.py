@@ -215,3 +215,24 @@ def test_described_tier_reads_as_a_gis_user_expects(real_rasters, tmp_path):
     assert described["overview_levels"] == "1/2, 1/4"
     assert described["compression"] == "DEFLATE"
     assert human_bytes(1_234_567) == "1.2 MB" and human_bytes(999) == "999 B"
+
+
+def test_written_tiers_are_checked_on_threads_kept_between_calls(real_rasters, tmp_path):
+    """A new thread per call set GDAL and PROJ up again for every small raster (~7 ms,
+    a tenth of its cost): the checks run on the same few threads call after call."""
+    import os
+    import threading
+
+    threads = []
+
+    def check(tier, path):
+        threads.append(threading.current_thread())
+        return cog_validate(str(path), quiet=True)[0]
+
+    for number in range(6):
+        cogs = write_cog_tiers(
+            real_rasters / "image_rgb.tif", [Tier.ANALYSIS], tmp_path / str(number), check=check
+        )
+        assert cogs[Tier.ANALYSIS].check is True
+    assert threading.main_thread() not in threads
+    assert len(set(threads)) <= (os.cpu_count() or 1) < len(threads)

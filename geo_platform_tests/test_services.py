@@ -152,6 +152,19 @@ def test_dagster_runs_succeed_on_the_postgres_instance(production_instance):
     assert stored is not None and stored.status == dg.DagsterRunStatus.SUCCESS
 
 
+def test_only_the_event_log_commits_without_waiting_for_the_disk(production_instance):
+    """Events are many and a lost last one is harmless; a run's status is not."""
+    from sqlalchemy import text
+
+    def synchronous_commit(storage) -> str:
+        with storage._engine.connect() as conn:
+            return conn.execute(text("SHOW synchronous_commit")).scalar_one()
+
+    assert synchronous_commit(production_instance.event_log_storage) == "off"
+    assert synchronous_commit(production_instance.run_storage) == "on"
+    assert synchronous_commit(production_instance.schedule_storage) == "on"
+
+
 def test_a_pool_gets_one_slot_and_runs_are_queued_within_limits(production_instance):
     result = dg.materialize([_pooled_writer], instance=production_instance)
     assert result.success

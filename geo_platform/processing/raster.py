@@ -4,7 +4,9 @@
 (``RasterOutcome``), a bad input included: it never raises for one. ``process_rasters``
 does it for a batch on a bounded pool of worker processes (one raster alone: a thread,
 its GDAL work on every core), writes the items to the catalog in batches, and yields
-each outcome once its item is stored.
+each outcome as soon as its raster is done, and an outcome with an item once more when
+the item is stored or its write failed (``cataloged``): what the run reports of a raster
+does not wait for the batch its item is written in.
 
 Processes rather than threads: for small rasters most of the work per raster is Python
 (footprint, item, checks, previews), which threads run one at a time under the GIL,
@@ -149,6 +151,8 @@ class RasterOutcome:
     # How many stored outputs (tier, thumbnail, tile versions) the raster had before this
     # run wrote any (None: not looked); with none, there is nothing to remove afterwards.
     previous_outputs: int | None = None
+    # Its item's write: None while not done, True once stored, False if it failed.
+    cataloged: bool | None = None
 
     def fail(self, error: str, *, transient: bool = False) -> RasterOutcome:
         self.error, self.transient = error, transient
@@ -603,16 +607,19 @@ def process_rasters(
     item_batch_size: int,
 ) -> Iterator[RasterOutcome]:
     """``process_raster`` for every key on ``workers`` worker processes (a thread when
-    ``workers`` is 1), at most eight rasters per worker in flight; items are written to
-    ``catalog`` in batches, and an outcome with an item is yielded once the item is stored
-    (or with the write's error)."""
+    ``workers`` is 1), at most eight rasters per worker in flight. Each outcome is yielded
+    as soon as its raster is done; items are written to ``catalog`` in batches, and an
+    outcome with an item is yielded again once the write is done (``cataloged`` True, or
+    False with the write's error)."""
     pending: list[RasterOutcome] = []
     last_write = time.monotonic()
     writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
     with _RasterWorkers(plan, ctx, workers) as pool:
         for outcome in pool.outcomes(keys, in_flight=workers * 8):
+            # Reported now, while the workers go on: the run's one thread records the
+            # raster's events beside their work, not all of a batch's after its write.
+            yield outcome
             if outcome.item is None:
-                yield outcome
                 continue
             pending.append(outcome)
             # Small batches while rasters are slow, so that items appear as they are made.
@@ -753,6 +760,7 @@ class _ItemWriter:
         for outcome in outcomes:
             if outcome.item is not None:
                 self._remove_old_versions(outcome)
+                outcome.cataloged = True
             yield outcome
 
     def _remove_old_versions(self, outcome: RasterOutcome) -> None:
@@ -803,7 +811,7 @@ class _ItemWriter:
 
     @staticmethod
     def _fail(outcome: RasterOutcome, reason: str, *, transient: bool = False) -> None:
-        outcome.item = None
+        outcome.item, outcome.cataloged = None, False
         outcome.fail(f"{BRONZE}/{outcome.key}: {reason}", transient=transient)
 
 

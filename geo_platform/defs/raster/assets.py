@@ -8,7 +8,7 @@ What happens to a raster is ``geo_platform.processing.raster``; this module repo
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dagster as dg
@@ -193,7 +193,10 @@ def raster_pipeline(
             workers=workers,
             item_batch_size=runs.item_batch_size,
         ):
-            yield from _events(outcome, context, plan)
+            if outcome.cataloged is None:
+                yield from _events(outcome, context, plan)
+            else:
+                yield from _item_events(outcome, plan)
             if outcome.error:
                 failed[outcome.key] = outcome.error
                 transient = transient or outcome.transient
@@ -225,17 +228,10 @@ def _plan(
 def _events(
     outcome: RasterOutcome, context: dg.AssetExecutionContext, plan: RasterPlan
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
+    """A processed raster: its validation, tiers and checks (its item comes later)."""
     key = outcome.key
     info = outcome.info
-    if outcome.error and not outcome.transient and outcome.source_etag:
-        # The version stays failed until the blob changes: reconcile leaves it alone,
-        # and the UI shows why on the validation's partition.
-        yield dg.AssetObservation(
-            VALIDATION,
-            partition=key,
-            tags={DATA_VERSION_TAG: INVALID_VERSION_PREFIX + outcome.source_etag},
-            metadata={"error": outcome.error},
-        )
+    yield from _failure_events(outcome)
     if info is not None and VALIDATION in context.selected_asset_keys:
         yield dg.AssetMaterialization(
             VALIDATION,
@@ -261,14 +257,32 @@ def _events(
             yield dg.AssetMaterialization(TIER_ASSETS[tier], partition=key, metadata=metadata)
         elif tier_outcome.skipped:
             context.log.info(f"{BRONZE}/{key}: {tier.value} skipped: {tier_outcome.skipped}")
+    # An item still to be written has its checks reported after it (_item_events).
+    yield from _check_events(outcome, lambda asset: outcome.item is None or asset != STAC_ITEM)
+
+
+def _check_events(
+    outcome: RasterOutcome, of: Callable[[dg.AssetKey], bool]
+) -> Iterator[dg.AssetCheckEvaluation]:
     for check in outcome.checks:
+        asset = dg.AssetKey(check.asset)
+        if not of(asset):
+            continue
         yield dg.AssetCheckEvaluation(
-            asset_key=dg.AssetKey(check.asset),
+            asset_key=asset,
             check_name=check.name,
             passed=check.passed,
             metadata=dict(check.metadata),
-            partition=key,
+            partition=outcome.key,
         )
+
+
+def _item_events(
+    outcome: RasterOutcome, plan: RasterPlan
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation | dg.AssetObservation]:
+    """A raster whose item's write is done: the item, or why it is not in the catalog."""
+    key = outcome.key
+    yield from _failure_events(outcome)
     item = outcome.item
     if item is not None and plan.item:
         yield dg.AssetMaterialization(
@@ -285,6 +299,19 @@ def _events(
                 # A tiled raster: its item is the mosaic's; each tile has an item of its own.
                 **({"tile_items": len(outcome.tile_items)} if outcome.tile_items else {}),
             },
+        )
+    yield from _check_events(outcome, lambda asset: asset == STAC_ITEM)
+
+
+def _failure_events(outcome: RasterOutcome) -> Iterator[dg.AssetObservation]:
+    if outcome.error and not outcome.transient and outcome.source_etag:
+        # The version stays failed until the blob changes: reconcile leaves it alone,
+        # and the UI shows why on the validation's partition.
+        yield dg.AssetObservation(
+            VALIDATION,
+            partition=outcome.key,
+            tags={DATA_VERSION_TAG: INVALID_VERSION_PREFIX + outcome.source_etag},
+            metadata={"error": outcome.error},
         )
 
 

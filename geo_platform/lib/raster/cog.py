@@ -18,6 +18,8 @@ rio-cogeo does.
 
 from __future__ import annotations
 
+import functools
+import os
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -185,29 +187,32 @@ def write_cog_tiers(
     outputs = {tier: out_dir / f"{stem}.{tier.value}.tif" for tier in tiers}
     # Each tier is hashed (and checked) while the next one is encoded: encoding leaves a
     # core idle now and then, and the hash of a 300 MB tier costs ~0.25 s of CPU.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cog-finish") as finisher:
-        finished: dict[Tier, Future[tuple[str, Any]]] = {}
+    finisher = _finisher()
+    finished: dict[Tier, Future[tuple[str, Any]]] = {}
 
-        def written(tier: Tier) -> None:
-            finished[tier] = finisher.submit(_finish, tier, outputs[tier], check)
+    def written(tier: Tier) -> None:
+        finished[tier] = finisher.submit(_finish, tier, outputs[tier], check)
 
-        try:
-            with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(source) as src:
-                choice = choose_resampling(src, resampling)
-                _write_tiers(src, tiers, outputs, out_dir, choice.resampling, threads, written)
-            results = {tier: future.result() for tier, future in finished.items()}
-        except RasterioError as e:
-            for future in finished.values():
-                future.cancel()
-            wait(finished.values())
-            for path in outputs.values():
-                path.unlink(missing_ok=True)
-            problem = f"could not write COG ({str(e).splitlines()[0]})"
-            raise InvalidInputError(name, problem) from None
-        return {
-            tier: LocalCog(tier, path, path.stat().st_size, *results[tier], resampling=choice)
-            for tier, path in outputs.items()
-        }
+    try:
+        with rasterio.Env(GDAL_NUM_THREADS=str(threads)), rasterio.open(source) as src:
+            choice = choose_resampling(src, resampling)
+            _write_tiers(src, tiers, outputs, out_dir, choice.resampling, threads, written)
+        results = {tier: future.result() for tier, future in finished.items()}
+    except BaseException as e:
+        # Nothing of this call may still be reading its files once it has returned.
+        for future in finished.values():
+            future.cancel()
+        wait(finished.values())
+        if not isinstance(e, RasterioError):
+            raise
+        for path in outputs.values():
+            path.unlink(missing_ok=True)
+        problem = f"could not write COG ({str(e).splitlines()[0]})"
+        raise InvalidInputError(name, problem) from None
+    return {
+        tier: LocalCog(tier, path, path.stat().st_size, *results[tier], resampling=choice)
+        for tier, path in outputs.items()
+    }
 
 
 def _write_tiers(
@@ -238,6 +243,18 @@ def _write_tiers(
             masked = _write_masked(src, Path(tmp) / "masked.tif", resampling)
             outputs_vis = {Tier.VISUALIZATION: outputs[Tier.VISUALIZATION]}
             _encode_tiers(masked, outputs_vis, dtype, threads, written)
+
+
+@functools.cache
+def _finisher() -> ThreadPoolExecutor:
+    """The threads that hash and check written tiers, kept for the process's life: a
+    thread's first GDAL open sets up GDAL and PROJ for that thread (~7 ms), which a new
+    thread per call paid again for every small raster (a tenth of its whole cost)."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cog-finish")
+
+
+# A forked child has none of its parent's threads: it makes its own pool on first use.
+os.register_at_fork(after_in_child=_finisher.cache_clear)
 
 
 def _finish(tier: Tier, path: Path, check: Callable[[Tier, Path], Any] | None) -> tuple[str, Any]:

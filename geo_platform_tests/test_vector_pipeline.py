@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from pmtiles.reader import MmapSource, Reader
 
+import geo_platform.ingest
 from geo_platform.backends import blob_store, stac_catalog, warehouse
 from geo_platform.ingest import ingest
 from geo_platform.lib.hashing import sha256_file
@@ -105,6 +106,36 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert again[0].ok
     assert tables.row_count("vector", "realvec__countries_zip__naturalearth_lowres") == 177
     assert len(stac_catalog(settings).search(collections=["vectors"], ids=[item["id"]])) == 1
+
+
+def test_a_failed_copy_into_bronze_fails_the_load_and_leaves_the_old_table(
+    profile_settings, tmp_path: Path, monkeypatch
+):
+    """The load reads the local file while it is copied into bronze; a table is swapped in
+    only once bronze holds what was loaded, so a failed copy leaves the old table, and
+    bronze, as they were."""
+    settings = profile_settings
+    source = tmp_path / "parcels.geojson"
+    inputs.write_geojson(source, [inputs.feature(inputs.square(i, 0), n=i) for i in range(2)])
+    first = ingest([source], collection="bronzefail", output_tier=None, settings=settings)
+    assert first[0].ok, first[0].message
+    old_sha256 = sha256_file(source)
+
+    inputs.write_geojson(source, [inputs.feature(inputs.square(i, 0), n=i) for i in range(3)])
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(geo_platform.ingest, "_put", full_disk)
+    failed = ingest([source], collection="bronzefail", output_tier=None, settings=settings)
+
+    assert not failed[0].ok
+    assert "cannot copy" in failed[0].message and "No space left" in failed[0].message
+    assert warehouse(settings).row_count("vector", "bronzefail__parcels_geojson") == 2
+    store = blob_store(settings)
+    assert store.info("bronze", "bronzefail/parcels.geojson").metadata[SHA256_METADATA] == (
+        old_sha256
+    )
 
 
 def test_hostile_vector_files_fail_alone_or_are_repaired(profile_settings, tmp_path: Path):

@@ -17,6 +17,7 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
 from geo_platform.errors import TransientError
+from geo_platform.resources import azure_blob_store
 from geo_platform.resources.azure_blob_store import AzureBlobStore
 from geo_platform.resources.blob_store import BlobStore, LocalBlobStore
 from geo_platform.settings import AZURITE_CONNECTION_STRING, get_azure_settings
@@ -249,6 +250,48 @@ def test_a_raster_with_its_sidecars_comes_down_whole_from_its_info_and_sidecars(
         assert beside == ["s.tfw", "s.tif", "s.tif.aux.xml"]
     with pytest.raises(FileNotFoundError):
         store.info_and_sidecars("bronze", "scenes/s.png")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("upload", ["upload_file", "stage_file"])
+def test_bytes_altered_on_the_way_to_azure_are_refused_and_the_old_blob_stays(
+    azurite_service, write, monkeypatch, upload
+):
+    """Every block carries its MD5: a bronze copy or export whose bytes change in transit
+    fails (transient: sending them again is the remedy) instead of being stored altered."""
+
+    def alter_first_block(pipeline_request) -> None:
+        request = pipeline_request.http_request
+        if request.method == "PUT" and "comp=block&" in request.url + "&":
+            altered = bytearray(request.data)
+            altered[0] ^= 0xFF
+            request.data = bytes(altered)
+
+    prefix = f"t{uuid.uuid4().hex[:12]}-"
+    store = AzureBlobStore(connection_string=_azurite_connection_string(), container_prefix=prefix)
+    old, new = write(os.urandom(9 * 1024**2)), write(os.urandom(9 * 1024**2 + 1))
+    old_sha256 = _sha256(old)
+    store.upload_file(old, "bronze", "c/big.gpkg")
+    connect = BlobServiceClient.from_connection_string
+    monkeypatch.setattr(
+        azure_blob_store.BlobServiceClient,
+        "from_connection_string",
+        lambda *args, **kwargs: connect(*args, **kwargs, raw_request_hook=alter_first_block),
+    )
+    altered = AzureBlobStore(
+        connection_string=_azurite_connection_string(), container_prefix=prefix
+    )
+    try:
+        with pytest.raises(TransientError, match="altered in transit"):
+            if upload == "upload_file":
+                altered.upload_file(new, "bronze", "c/big.gpkg")
+            else:
+                altered.stage_file(new, "bronze", "c/big.gpkg")()
+        with store.local_file("bronze", "c/big.gpkg") as path:
+            assert _sha256(path) == old_sha256
+    finally:
+        for container in azurite_service.list_containers(name_starts_with=prefix):
+            azurite_service.delete_container(container.name)
 
 
 def test_a_missing_blob_is_reported_as_missing(store, write):

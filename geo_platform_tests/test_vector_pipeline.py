@@ -10,9 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 from pmtiles.reader import MmapSource, Reader
 
+import geo_platform.ingest
 from geo_platform.backends import blob_store, stac_catalog, warehouse
 from geo_platform.ingest import ingest
+from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.vector.tiles import tile_bounds_lonlat
+from geo_platform.resources.blob_store import SHA256_METADATA
 
 from . import vector_inputs as inputs
 
@@ -50,6 +53,15 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert [o.message for o in outcomes if not o.ok] == []
     assert len(outcomes) == len(REAL_TABLES)
 
+    # The load read the local files while they were copied into bronze: the copies are
+    # whole, byte for byte, and say which content they hold.
+    store = blob_store(settings)
+    for source in real_vector_folder.iterdir():
+        key = f"realvec/{source.name}"
+        assert store.info("bronze", key).metadata[SHA256_METADATA] == sha256_file(source), key
+        with store.local_file("bronze", key) as copy:
+            assert copy.read_bytes() == source.read_bytes(), key
+
     tables = warehouse(settings)
     layers = {layer["table"]: layer["record"] for layer in tables.layers()}
     for name, (table, rows) in REAL_TABLES.items():
@@ -78,7 +90,6 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert item["properties"]["table:row_count"] == 177
     assert [c["name"] for c in item["properties"]["table:columns"]][:2] == ["fid", "pop_est"]
     assert item["geometry"]["type"] == "Polygon"
-    store = blob_store(settings)
     export = "realvec/countries.zip/realvec__countries_zip__naturalearth_lowres.parquet"
     assert item["assets"]["data"]["href"] == store.href("silver", export)
     with store.local_file("silver", export) as path:
@@ -95,6 +106,36 @@ def test_real_vector_files_load_the_same_on_both_profiles(profile_settings, real
     assert again[0].ok
     assert tables.row_count("vector", "realvec__countries_zip__naturalearth_lowres") == 177
     assert len(stac_catalog(settings).search(collections=["vectors"], ids=[item["id"]])) == 1
+
+
+def test_a_failed_copy_into_bronze_fails_the_load_and_leaves_the_old_table(
+    profile_settings, tmp_path: Path, monkeypatch
+):
+    """The load reads the local file while it is copied into bronze; a table is swapped in
+    only once bronze holds what was loaded, so a failed copy leaves the old table, and
+    bronze, as they were."""
+    settings = profile_settings
+    source = tmp_path / "parcels.geojson"
+    inputs.write_geojson(source, [inputs.feature(inputs.square(i, 0), n=i) for i in range(2)])
+    first = ingest([source], collection="bronzefail", output_tier=None, settings=settings)
+    assert first[0].ok, first[0].message
+    old_sha256 = sha256_file(source)
+
+    inputs.write_geojson(source, [inputs.feature(inputs.square(i, 0), n=i) for i in range(3)])
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(geo_platform.ingest, "_put", full_disk)
+    failed = ingest([source], collection="bronzefail", output_tier=None, settings=settings)
+
+    assert not failed[0].ok
+    assert "cannot copy" in failed[0].message and "No space left" in failed[0].message
+    assert warehouse(settings).row_count("vector", "bronzefail__parcels_geojson") == 2
+    store = blob_store(settings)
+    assert store.info("bronze", "bronzefail/parcels.geojson").metadata[SHA256_METADATA] == (
+        old_sha256
+    )
 
 
 def test_hostile_vector_files_fail_alone_or_are_repaired(profile_settings, tmp_path: Path):

@@ -49,6 +49,13 @@ LIST_PAGE_SIZE = 5000
 MAX_SINGLE_PUT_BYTES = 8 * 1024**2
 # Block size of a staged upload (stage_file): memory is this x max_concurrency.
 _STAGE_BLOCK_BYTES = 8 * 1024**2
+# Every request body carries its MD5 (Content-MD5), which the service verifies before it
+# stores the bytes: corruption in transit fails the upload instead of landing in bronze.
+# Without it Azure (and Azurite) compute a CRC64 of every block to answer with: Azurite's,
+# in JavaScript, costs twice the CPU of the whole upload otherwise (measured: 0.021 against
+# 0.010 CPU s per MB), on the same cores as the load it runs beside. hashlib's MD5 costs
+# the client ~0.002 CPU s per MB and releases the GIL.
+_VALIDATE_CONTENT = True
 # Uploads of one blob by concurrent writers: see upload_file.
 _BLOCK_LIST_ATTEMPTS = 5
 # The SDK's default (3 retries 15-25 s apart, 20 s connect timeout) makes a stopped
@@ -62,6 +69,8 @@ READ_TIMEOUT_SECONDS = 60
 SAS_CLOCK_SKEW = dt.timedelta(minutes=5)
 # HTTP statuses Azure uses for throttling and passing server trouble.
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# What Azure answers (400) when a request body does not match its Content-MD5.
+_ALTERED_IN_TRANSIT = frozenset({"Md5Mismatch", "Crc64Mismatch"})
 
 # Azure's rules: 3-63 characters, lowercase letters, digits and single hyphens.
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
@@ -198,6 +207,7 @@ class AzureBlobStore(BlobStore):
             metadata=metadata or None,
             content_settings=ContentSettings(content_type=content_type),
             max_concurrency=self.max_concurrency,
+            validate_content=_VALIDATE_CONTENT,
         )
         with self._errors(f"uploading {container}/{key}"), open(path, "rb") as stream:
             for attempt in range(_BLOCK_LIST_ATTEMPTS):
@@ -251,7 +261,9 @@ class AzureBlobStore(BlobStore):
         def stage(block_id: str, offset: int) -> None:
             with open(path, "rb") as f:
                 f.seek(offset)
-                blob.stage_block(block_id, f.read(_STAGE_BLOCK_BYTES))
+                blob.stage_block(
+                    block_id, f.read(_STAGE_BLOCK_BYTES), validate_content=_VALIDATE_CONTENT
+                )
 
         with self._errors(f"uploading {container}/{key}"):
             try:
@@ -403,6 +415,12 @@ class AzureBlobStore(BlobStore):
                 raise TransientError(
                     f"Azure Blob Storage at {self.endpoint()} answered {exc.status_code} "
                     f"({exc.reason}) while {action}"
+                ) from exc
+            if getattr(exc, "error_code", None) in _ALTERED_IN_TRANSIT:
+                # Nothing was stored; sending the same bytes again is the remedy.
+                raise TransientError(
+                    f"Azure Blob Storage at {self.endpoint()} refused bytes altered in "
+                    f"transit (their MD5 did not match) while {action}"
                 ) from exc
             raise
 

@@ -7,7 +7,7 @@ its file, and searches of the catalog must not wait for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,7 +132,13 @@ class DuckDBWarehouse(Warehouse):
         finally:
             con.close()
 
-    def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+    def replace_table(
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        before_swap: Callable[[], object] | None = None,
+    ) -> int:
         stage = f"_stage_{short_hash(f'{spec.schema}.{spec.name}', 12)}"
         names = {"schema": spec.schema, "stage": stage, "target": spec.name}
         with self._connection(spatial=spec.geometry is not None) as con:
@@ -150,6 +156,8 @@ class DuckDBWarehouse(Warehouse):
                         + ", ".join(map(quote_identifier, spec.primary_key))
                         + ")"
                     )
+                if before_swap is not None:
+                    before_swap()
                 con.execute("BEGIN")
                 in_transaction = True
                 con.execute(compose("DROP TABLE IF EXISTS {schema}.{target}", **names))

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,18 +107,33 @@ class PostgisWarehouse(Warehouse):
                 _SCHEMA_READY.add(self.dsn)
             yield conn
 
-    def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
-        return self._replace(spec, batches, check=False)[0]
+    def replace_table(
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        before_swap: Callable[[], object] | None = None,
+    ) -> int:
+        return self._replace(spec, batches, check=False, before_swap=before_swap)[0]
 
     def replace_table_checked(
-        self, spec: TableSpec, batches: Iterable[pa.RecordBatch]
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        before_swap: Callable[[], object] | None = None,
     ) -> tuple[int, GeometryCheck]:
-        rows, found = self._replace(spec, batches, check=True)
+        rows, found = self._replace(spec, batches, check=True, before_swap=before_swap)
         assert found is not None
         return rows, found
 
     def _replace(
-        self, spec: TableSpec, batches: Iterable[pa.RecordBatch], *, check: bool
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        check: bool,
+        before_swap: Callable[[], object] | None,
     ) -> tuple[int, GeometryCheck | None]:
         tag = short_hash(f"{spec.schema}.{spec.name}", 12)
         schema, stage = sql.Identifier(spec.schema), sql.Identifier(f"_stage_{tag}")
@@ -136,6 +151,8 @@ class PostgisWarehouse(Warehouse):
                 rows = self._copy(conn, spec, schema, stage, batches, freeze=True)
                 conn.commit()
                 found = self._index_staged(conn, spec, schema, f"_stage_{tag}", tag, check)
+                if before_swap is not None:
+                    before_swap()
                 self._swap(conn, spec, schema, stage, tag)
                 conn.commit()
             except BaseException:

@@ -10,7 +10,7 @@ readers see the old table or the new one, never half of one. Plain classes, no D
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -44,20 +44,32 @@ class Warehouse(ABC):
         """Where the warehouse is, for messages: never a secret."""
 
     @abstractmethod
-    def replace_table(self, spec: TableSpec, batches: Iterable[pa.RecordBatch]) -> int:
+    def replace_table(
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        before_swap: Callable[[], object] | None = None,
+    ) -> int:
         """Load ``batches`` (``spec``'s columns, geometry as WKB) into a staging table,
         index it, and swap it in for ``spec.schema.spec.name`` in one transaction.
+        ``before_swap`` is called once the staged table is ready, just before the swap.
 
-        Returns the rows loaded. On any error the previous table is left as it was.
+        Returns the rows loaded. On any error (``before_swap``'s included) the previous
+        table is left as it was.
         """
 
     def replace_table_checked(
-        self, spec: TableSpec, batches: Iterable[pa.RecordBatch]
+        self,
+        spec: TableSpec,
+        batches: Iterable[pa.RecordBatch],
+        *,
+        before_swap: Callable[[], object] | None = None,
     ) -> tuple[int, GeometryCheck]:
         """``replace_table``, and ``check_geometries`` of the rows swapped in (a backend
         may check them in the staging table while it builds the indexes)."""
         assert spec.geometry is not None, f"{spec.schema}.{spec.name} has no geometry"
-        rows = self.replace_table(spec, batches)
+        rows = self.replace_table(spec, batches, before_swap=before_swap)
         return rows, self.check_geometries(spec.schema, spec.name, spec.geometry.name)
 
     def replace_partition(

@@ -104,7 +104,10 @@ def _bronze_blob(blob_store: BlobStore, key: str, sha256: str) -> BlobInfo:
         try:
             pending.result()
         except OSError as e:
-            raise dg.Failure(f"{BRONZE}/{key}: cannot copy the file into bronze: {e}") from None
+            # The same failed upload would answer a retry of this run.
+            raise dg.Failure(
+                f"{BRONZE}/{key}: cannot copy the file into bronze: {e}", allow_retries=False
+            ) from None
     deadline = time.monotonic() + _BRONZE_WAIT_SECONDS
     while True:
         try:
@@ -182,7 +185,13 @@ def vector_table(
                             uploads.submit(_stage_export, blob_store, key, spec.name, export_path)
                         )
 
-                    rows, found[spec.name] = warehouse.replace_table_checked(spec, then_stage())
+                    # Swapped in only once bronze holds the file that was loaded: a failed
+                    # copy into bronze fails the load and leaves the old table.
+                    rows, found[spec.name] = warehouse.replace_table_checked(
+                        spec,
+                        then_stage(),
+                        before_swap=lambda: _bronze_blob(blob_store, key, sha256),
+                    )
                     return rows
 
                 for layer in layers:

@@ -1,9 +1,9 @@
 """Load one vector file: every layer into its own table, with a GeoParquet copy.
 
 Reading, geometry work and the warehouse's writing overlap: one thread reads (GDAL),
-another prepares batches (GEOS, pyarrow), while the warehouse writes the current one
-(all three release the GIL in their C parts), with at most ``PREFETCH`` batches in
-flight between two stages.
+another prepares batches (GEOS, pyarrow), a third writes them to the GeoParquet copy,
+while the warehouse writes the current one (all four release the GIL in their C parts),
+with at most ``PREFETCH`` batches in flight between two stages.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import json
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,16 +321,35 @@ class GeoParquetExport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Without the stored Arrow schema, readers take the schema's metadata from the
         # file's key-value metadata, where `geo` (with types and bbox) is added at the end.
+        # No dictionary for columns of unique values (the key, the WKB), and no min/max of
+        # WKB bytes, which says nothing of where a geometry is (the bbox in `geo` does):
+        # both cost CPU beside the load and, for the dictionary, bytes.
+        names = [name for name, _ in self.spec.columns]  # all but the geometry
         self.writer = pq.ParquetWriter(
-            self.path, self.spec.arrow_schema(), compression="zstd", store_schema=False
+            self.path,
+            self.spec.arrow_schema(),
+            compression="zstd",
+            store_schema=False,
+            use_dictionary=[n for n in names if n != FID_COLUMN],
+            write_statistics=names,
         )
         return self
 
     def tee(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        """``batches`` passed on as they come, each also written to the file on a thread
+        of its own (Parquet encoding and zstd release the GIL): the stage that prepares
+        the batches does not wait for the file, at most ``PREFETCH`` batches behind."""
         assert self.writer is not None
-        for batch in batches:
-            self.writer.write_batch(batch)
-            yield batch
+        writer = self.writer
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoparquet") as pool:
+            pending: deque[Future[None]] = deque()
+            for batch in batches:
+                pending.append(pool.submit(writer.write_batch, batch))
+                while len(pending) > PREFETCH:
+                    pending.popleft().result()
+                yield batch
+            while pending:
+                pending.popleft().result()
         self._finish(self.stats)
         self.writer.close()
         self.writer = None

@@ -69,7 +69,10 @@ def test_definitions_load_with_every_asset_check_sensor_and_job(settings):
     # One subsettable step for the whole per-raster chain, over ranges of partitions.
     pipeline = definitions.resolve_assets_def(dg.AssetKey("cog_analysis"))
     assert pipeline.can_subset and len(pipeline.keys) == 5
-    assert pipeline.backfill_policy == dg.BackfillPolicy.multi_run(100)
+    # Backfills run as many rasters a run as ingest and the sensor do.
+    from geo_platform.settings import get_run_settings
+
+    assert pipeline.backfill_policy == dg.BackfillPolicy.multi_run(get_run_settings().batch_size)
     assert graph.get(dg.AssetKey("stac_item")).parent_keys == {
         dg.AssetKey("cog_visualization"),
         dg.AssetKey("cog_analysis"),

@@ -152,12 +152,16 @@ class RasterRunConfig(dg.Config):
     )
 
 
+# Read when the definitions load: a backfill policy is fixed with them.
+RUN_BATCH_SIZE = get_run_settings().batch_size
+
+
 @dg.multi_asset(
     specs=_specs(),
     check_specs=_check_specs(),
     can_subset=True,
-    # Backfills from the UI: 100 rasters a run (a run costs ~0.5 s of bookkeeping).
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=100),
+    # Backfills from the UI: as many rasters a run as the sensor's and ingest's runs.
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_BATCH_SIZE),
     name="raster_pipeline",
 )
 def raster_pipeline(

@@ -110,6 +110,7 @@ def test_rasters_whose_worker_process_dies_are_run_again_alone(tmp_path: Path):
 
 @pytest.mark.unit
 def test_a_batch_counts_each_rasters_stored_outputs_as_each_raster_would(tmp_path, monkeypatch):
+    from geo_platform.errors import TransientError
     from geo_platform.lib.raster.tiers import Tier, thumbnail_blob_key, tier_blob_key
     from geo_platform.lib.raster.tiling import Tile, tile_file_name, tiles_prefix
     from geo_platform.processing import raster
@@ -144,4 +145,12 @@ def test_a_batch_counts_each_rasters_stored_outputs_as_each_raster_would(tmp_pat
     }
     # A prefix holding many more blobs than the batch's: each raster lists its own.
     monkeypatch.setattr(raster, "_LISTED_AT_MOST", (3, 0))
+    assert raster.count_stored_outputs(store, keys) is None
+    # So does a listing that fails: the batch goes on, each raster with its own retries.
+    monkeypatch.setattr(raster, "_LISTED_AT_MOST", (1000, 20))
+
+    def unreachable(self, container, prefix=""):
+        raise TransientError("storage unreachable (simulated)")
+
+    monkeypatch.setattr(LocalBlobStore, "list_blobs", unreachable)
     assert raster.count_stored_outputs(store, keys) is None

@@ -468,7 +468,15 @@ def stored_outputs(store: BlobStore, key: str) -> list[tuple[str, str]]:
 def count_stored_outputs(store: BlobStore, keys: list[str]) -> dict[str, int] | None:
     """``len(stored_outputs(store, key))`` of each key, from one listing per container
     under the keys' common prefix: for a batch of new rasters, two requests rather than
-    two per raster. None when that prefix holds too many other blobs to be worth it."""
+    two per raster. None when that prefix holds too many other blobs to be worth it, or
+    the listing fails (each raster then lists its own, with its own retries)."""
+    try:
+        return _count_stored_outputs(store, keys)
+    except (TransientError, OSError):
+        return None
+
+
+def _count_stored_outputs(store: BlobStore, keys: list[str]) -> dict[str, int] | None:
     stems = {output_stem(key): key for key in keys}
     # Character by character, as blob listings match prefixes (``a/r0`` covers ``a/r01``).
     prefix = os.path.commonprefix(list(stems))  # noqa: RUF071

@@ -163,17 +163,32 @@ def dagster_database(pg_settings: PostgresSettings) -> Iterator[str]:
 @pytest.fixture(params=["embedded", pytest.param("production", marks=pytest.mark.integration)])
 def profile_settings(
     request: pytest.FixtureRequest, settings: PlatformSettings, monkeypatch: pytest.MonkeyPatch
-) -> PlatformSettings:
+) -> Iterator[PlatformSettings]:
     """The same platform on each profile; production gets scratch databases and containers."""
     if request.param == "embedded":
-        return settings
+        yield settings
+        return
     monkeypatch.setenv("GEO_PLATFORM_PROFILE", "production")
     monkeypatch.delenv("DAGSTER_HOME")
     monkeypatch.setenv("GEO_PLATFORM_PG_DATABASE", request.getfixturevalue("pgstac_database"))
     monkeypatch.setenv(
         "GEO_PLATFORM_PG_DAGSTER_DATABASE", request.getfixturevalue("dagster_database")
     )
-    monkeypatch.setenv("GEO_PLATFORM_AZURE_CONTAINER_PREFIX", f"t{uuid.uuid4().hex[:8]}-")
+    prefix = f"t{uuid.uuid4().hex[:8]}-"
+    monkeypatch.setenv("GEO_PLATFORM_AZURE_CONTAINER_PREFIX", prefix)
     for name in ("GEO_PLATFORM_PGSTAC_DSN", "GEO_PLATFORM_AZURE_CONNECTION_STRING"):
         monkeypatch.delenv(name, raising=False)
-    return PlatformSettings()
+    yield PlatformSettings()
+    delete_azurite_containers(prefix)
+
+
+def delete_azurite_containers(prefix: str) -> None:
+    """The containers a test made: Azurite keeps every one (they were ~1,000 after a few
+    days of test runs here, and its state saves grow with them)."""
+    from azure.storage.blob import BlobServiceClient
+
+    from geo_platform.settings import AZURITE_CONNECTION_STRING
+
+    service = BlobServiceClient.from_connection_string(AZURITE_CONNECTION_STRING)
+    for container in service.list_containers(name_starts_with=prefix):
+        service.delete_container(container.name)

@@ -202,23 +202,28 @@ def test_a_tick_that_fails_while_storage_is_down_misses_nothing(instance, real_r
     from geo_platform.resources.azure_blob_store import AzureBlobStore
     from geo_platform.settings import AZURITE_CONNECTION_STRING
 
+    from .conftest import delete_azurite_containers
+
     prefix = f"s{uuid.uuid4().hex[:8]}-"
     up = AzureBlobStore(connection_string=AZURITE_CONNECTION_STRING, container_prefix=prefix)
     down = AzureBlobStore(
         connection_string=AZURITE_CONNECTION_STRING.replace("127.0.0.1:10000", "127.0.0.1:1"),
         container_prefix=prefix,
     )
-    up.upload_file(real_rasters / "image_rgb.tif", "bronze", "az/first.tif")
-    first = _tick(instance, up)
-    assert _ranged_keys(instance, first) == [["az/first.tif"]]
+    try:
+        up.upload_file(real_rasters / "image_rgb.tif", "bronze", "az/first.tif")
+        first = _tick(instance, up)
+        assert _ranged_keys(instance, first) == [["az/first.tif"]]
 
-    up.upload_file(real_rasters / "image_web.tif", "bronze", "az/second.tif")
-    with pytest.raises(TransientError, match="unreachable"):
-        _tick(instance, down, first.cursor)
-    # Dagster keeps the cursor of the last successful tick: the next one resumes there.
-    resumed = _tick(instance, up, first.cursor)
-    assert _ranged_keys(instance, resumed) == [["az/second.tif"]]
-    assert json.loads(resumed.cursor)["token"] is None
+        up.upload_file(real_rasters / "image_web.tif", "bronze", "az/second.tif")
+        with pytest.raises(TransientError, match="unreachable"):
+            _tick(instance, down, first.cursor)
+        # Dagster keeps the cursor of the last successful tick: the next one resumes there.
+        resumed = _tick(instance, up, first.cursor)
+        assert _ranged_keys(instance, resumed) == [["az/second.tif"]]
+        assert json.loads(resumed.cursor)["token"] is None
+    finally:
+        delete_azurite_containers(prefix)
 
 
 def test_vectors_and_rasters_in_one_folder_go_to_their_own_sensor(

@@ -177,8 +177,7 @@ def vector_table(
                 staged: list[Future[StagedExport]] = []
 
                 def write(spec: TableSpec, batches: Iterator[pa.RecordBatch]) -> int:
-                    export_path = workdir / f"{len(results)}.parquet"
-
+                    # ``export_path``: the layer's, which load_layer writes beside the load.
                     def then_stage() -> Iterator[pa.RecordBatch]:
                         yield from batches
                         staged.append(

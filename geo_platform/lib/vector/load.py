@@ -350,11 +350,12 @@ class GeoParquetExport:
                 yield batch
             while pending:
                 pending.popleft().result()
-        self._finish(self.stats)
+        self._finish()
         self.writer.close()
         self.writer = None
 
-    def _finish(self, stats: GeometryStats) -> None:
+    def _finish(self) -> None:
+        stats = self.stats
         assert self.writer is not None and self.spec.geometry is not None
         column: dict = {
             "encoding": "WKB",

@@ -1,3 +1,5 @@
+import faulthandler
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -13,6 +15,25 @@ from pypgstac.db import PgstacDB
 from pypgstac.migrate import Migrate
 
 from geo_platform.settings import PlatformSettings, PostgresSettings
+
+
+# A test that hangs (a lock never released, a thread waiting forever) would hold CI
+# until its time limit with nothing to show for it: past this, every thread's stack is
+# printed and the session ends with an error. The slowest test takes ~1 minute here.
+HANG_AFTER_S = float(os.environ.get("GEO_PLATFORM_TEST_HANG_AFTER_S", "600"))
+_real_stderr: list[int] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Output capture is suspended here: fd 2 is still the terminal's (or CI's log).
+    _real_stderr.append(os.dup(2))
+
+
+@pytest.fixture(autouse=True)
+def _hang_watchdog() -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_AFTER_S, exit=True, file=_real_stderr[0])
+    yield
+    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,12 @@
 """The production instance at scale: its limits serialize the catalog writes of a
 collection, not its GDAL work, and Dagster's storage keeps its connections."""
 
+import json
+import multiprocessing
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +40,33 @@ def _raster(path: Path, number: int) -> Path:
     return path
 
 
+def _one_run(etags: dict[str, str], first: str, both_running: Any, report: Path) -> None:
+    """A run of ``etags`` in a process of its own (as the daemon launches runs), whose first
+    raster waits, inside the run's step, until the other process's first raster is being
+    processed too: a pool or run limit that serialized the collection's runs would let
+    only one of them in."""
+    process_raster = processing.process_raster
+
+    def waiting(key: str, plan, ctx, previous_outputs=None):
+        if key == first:
+            try:
+                both_running.wait()
+            except threading.BrokenBarrierError:
+                message = f"{key}: the other run's GDAL work never ran beside it"
+                raise AssertionError(message) from None
+        return process_raster(key, plan, ctx, previous_outputs)
+
+    processing.process_raster = waiting
+    outcomes: list[tuple[str, str]] = []
+    RasterRunner(PlatformSettings()).run(
+        etags,
+        output_tier="analysis",
+        batch_size=10,
+        done=lambda outcome: outcomes.append((outcome.blob_key, outcome.message)),
+    )
+    report.write_text(json.dumps(outcomes))
+
+
 @pytest.mark.parametrize("profile_settings", ["production"], indirect=True)
 def test_two_runs_of_one_collection_do_their_gdal_work_at_once_and_every_write_counts(
     profile_settings: PlatformSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -49,39 +79,27 @@ def test_two_runs_of_one_collection_do_their_gdal_work_at_once_and_every_write_c
         store.upload_file(_raster(tmp_path / f"r{n}.tif", n), BRONZE, key)
     etags = {key: store.info(BRONZE, key).etag for key in keys}
 
-    # The first raster of each run waits, inside the run's step, until the other run's
-    # first raster is being processed too: a pool or run limit that serialized the
-    # collection's runs would let only one of them in.
-    both_running = threading.Barrier(2, timeout=60)
-    process_raster = processing.process_raster
-
-    def waiting(key: str, plan, ctx, previous_outputs=None):
-        if key in (keys[0], keys[2]):
-            try:
-                both_running.wait()
-            except threading.BrokenBarrierError:
-                message = f"{key}: the other run's GDAL work never ran beside it"
-                raise AssertionError(message) from None
-        return process_raster(key, plan, ctx, previous_outputs)
-
-    monkeypatch.setattr(processing, "process_raster", waiting)
-    outcomes = []
-
-    def run(part: list[str]) -> None:
-        runner = RasterRunner(profile_settings)
-        runner.run(
-            {key: etags[key] for key in part},
-            output_tier="analysis",
-            batch_size=10,
-            done=outcomes.append,
+    # Two processes, as the daemon launches two runs (or two commands run): each with its
+    # own instance, connections and GDAL, and the environment set above.
+    spawn = multiprocessing.get_context("spawn")
+    both_running = spawn.Barrier(2, timeout=60)
+    reports = [tmp_path / "first.json", tmp_path / "second.json"]
+    runs = [
+        spawn.Process(
+            target=_one_run, args=({k: etags[k] for k in part}, part[0], both_running, report)
         )
-
-    threads = [threading.Thread(target=run, args=(part,)) for part in (keys[:2], keys[2:])]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert sorted((o.blob_key, o.message) for o in outcomes) == [(key, "ok") for key in keys]
+        for part, report in zip((keys[:2], keys[2:]), reports, strict=True)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=300)
+    for run in runs:
+        if run.is_alive():
+            run.kill()
+    assert [run.exitcode for run in runs] == [0, 0]
+    outcomes = [tuple(o) for report in reports for o in json.loads(report.read_text())]
+    assert sorted(outcomes) == [(key, "ok") for key in keys]
 
     # Both runs wrote items and grew the collection's extent at about the same time:
     # writes taking turns, no item and no extent update is lost.

@@ -16,7 +16,6 @@ from pypgstac.migrate import Migrate
 
 from geo_platform.settings import PlatformSettings, PostgresSettings
 
-
 # A test that hangs (a lock never released, a thread waiting forever) would hold CI
 # until its time limit with nothing to show for it: past this, every thread's stack is
 # printed and the session ends with an error. The slowest test takes ~1 minute here.

@@ -8,6 +8,7 @@ tests fail (not skip) when a service is unreachable.
 from __future__ import annotations
 
 import ipaddress
+import os
 import uuid
 from pathlib import Path
 
@@ -200,3 +201,106 @@ def test_azurite_creates_and_lists_a_container():
         assert container.download_blob("hello.txt").readall() == b"hello"
     finally:
         client.delete_container(name)
+
+
+_RANGE = dg.StaticPartitionsDefinition(["a", "b", "c"])
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec("_ranged", partitions_def=_RANGE),
+        dg.AssetSpec("_downstream", deps=["_ranged"], partitions_def=_RANGE),
+    ],
+    check_specs=[dg.AssetCheckSpec("rows_positive", asset="_ranged")],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    can_subset=True,
+)
+def _ranged_pipeline(context):
+    """As the raster pipeline reports a run's partitions: each as it is done."""
+    for key in context.partition_keys:
+        yield dg.AssetMaterialization("_ranged", partition=key, metadata={"rows": 3})
+        yield dg.AssetCheckEvaluation(
+            asset_key=dg.AssetKey("_ranged"), check_name="rows_positive", passed=True, partition=key
+        )
+        yield dg.AssetMaterialization("_downstream", partition=key)
+
+
+def _stored(engine) -> dict[str, list]:
+    """What a run left in the event log's tables, without ids, run ids and timestamps."""
+    from sqlalchemy import text
+
+    queries = {
+        "rows": "SELECT count(*) FROM event_logs",
+        "events": "SELECT dagster_event_type, asset_key, partition, step_key FROM event_logs "
+        "WHERE dagster_event_type IS NOT NULL ORDER BY id",
+        # Each asset's row holds its last event (the batch's, not its first).
+        "assets": "SELECT a.asset_key, a.last_run_id IS NOT NULL, a.last_materialization "
+        "IS NOT NULL, a.last_materialization_timestamp = max(e.timestamp) FROM asset_keys a "
+        "JOIN event_logs e USING (asset_key) WHERE e.dagster_event_type IN "
+        "('ASSET_MATERIALIZATION', 'ASSET_MATERIALIZATION_PLANNED') GROUP BY a.asset_key, "
+        "a.last_run_id, a.last_materialization, a.last_materialization_timestamp "
+        "ORDER BY a.asset_key",
+        "checks": "SELECT asset_key, check_name, partition, execution_status, "
+        "evaluation_event_storage_id IS NOT NULL FROM asset_check_executions ORDER BY id",
+        "tags": "SELECT asset_key, key FROM asset_event_tags ORDER BY event_id, key",
+    }
+    with engine.connect() as conn:
+        return {name: [tuple(r) for r in conn.execute(text(q))] for name, q in queries.items()}
+
+
+def test_the_event_log_writes_what_dagsters_writes_in_fewer_statements(
+    pg_settings, tmp_path, monkeypatch
+):
+    """A ranged run with planned events, materializations, a check and a dependency, on
+    the production profile's event log and on stock dagster-postgres: the same rows; ours
+    sends no NOTIFY and writes the run's planned events in one statement."""
+    from sqlalchemy import event as sqlalchemy_event
+
+    from geo_platform_tests.conftest import _scratch_database
+
+    # Set by the storage when missing; removed again after this test.
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "")
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")
+    storages = {
+        "stock": "storage:\n  postgres:\n    postgres_url: {url}\n",
+        "ours": "storage:\n  custom:\n    module: geo_platform.dagster_instance.postgres_storage\n"
+        "    class: PooledPostgresStorage\n    config:\n      postgres_url: {url}\n",
+    }
+    stored, statements = {}, []
+    for name, storage in storages.items():
+        with _scratch_database(pg_settings, f"events_{name}") as database:
+            url = (
+                f"postgresql+psycopg2://{pg_settings.user}:"
+                f"{pg_settings.password.get_secret_value()}@{pg_settings.host}:"
+                f"{pg_settings.port}/{database}"
+            )
+            home = tmp_path / name
+            home.mkdir()
+            (home / "dagster.yaml").write_text(storage.format(url=url))
+            instance = dg.DagsterInstance.from_config(str(home))
+            engine = instance.event_log_storage._engine
+            if name == "ours":
+                assert os.environ["DAGSTER_EVENT_BATCH_SIZE"] == "1000"
+                sqlalchemy_event.listen(
+                    engine,
+                    "before_cursor_execute",
+                    lambda conn, cursor, sql, *args: statements.append(sql),
+                )
+            result = dg.materialize(
+                [_ranged_pipeline],
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "a",
+                    "dagster/asset_partition_range_end": "c",
+                },
+            )
+            assert result.success
+            stored[name] = _stored(engine)
+            instance.dispose()
+    assert stored["ours"] == stored["stock"]
+    planned = [row for row in stored["ours"]["events"] if row[0].endswith("_PLANNED")]
+    assert len(planned) == 7  # a partition of each asset, and the check
+    assert not [sql for sql in statements if "NOTIFY" in sql]
+    inserts = [sql for sql in statements if sql.startswith("INSERT INTO event_logs")]
+    # An INSERT per event but the planned ones, written together.
+    assert len(inserts) == stored["ours"]["rows"][0][0] - len(planned) + 1

@@ -11,9 +11,15 @@ code; the production profile's dagster.yaml names this class as its ``custom`` s
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
+from dagster import DagsterEventType
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.base_storage import DagsterStorage
+from dagster._core.storage.event_log import SqlEventLogStorageTable
 from dagster._serdes import ConfigurableClassData
 from dagster_postgres import (
     DagsterPostgresStorage,
@@ -34,6 +40,13 @@ POOL_SIZE = 2
 MAX_OVERFLOW = 8
 # PostgreSQL or a proxy may drop idle connections: none is reused after this long.
 POOL_RECYCLE_SECONDS = 300
+# Planned events (three per raster of a run, written before its step starts) are handed to
+# the storage in batches of up to this many (Dagster's own switch, off by default).
+EVENT_BATCH_SIZE = "1000"
+_PLANNED = {
+    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+}
 
 
 def _pooled_engine(postgres_url: str, token_provider: Any, *, flush_wait: bool) -> Engine:
@@ -77,13 +90,24 @@ class PooledScheduleStorage(_Pooled, PostgresScheduleStorage):
 
 
 class PooledEventLogStorage(_Pooled, PostgresEventLogStorage):
-    """Also remembers the tables it has seen: stock, every asset event asks PostgreSQL
-    whether the tags table exists. Its commits do not wait for the WAL flush
-    (``synchronous_commit=off``, for these connections only): every statement commits on
-    its own, and waiting for the disk made each event take ~7 ms, the run's one thread
-    the slowest part of a batch of small rasters. A crash of the PostgreSQL server may
-    lose the last events written before it (at most ~0.6 s of them), never corrupt the
-    log or mix events of runs; the run and schedule storages keep waiting."""
+    """dagster-postgres's event log, with fewer statements per event:
+
+    - It remembers the tables it has seen: stock, every asset event asks PostgreSQL
+      whether the tags table exists.
+    - An event is one INSERT, without the NOTIFY stock sends after it: dagster-postgres's
+      event watcher polls, and keeps the NOTIFY only for webservers of older versions (this
+      platform pins one version for every process).
+    - A batch of planned events (a run's, at its start) is one INSERT, and each asset's
+      row is updated once, with its last event; stock stores them one at a time, three
+      statements each, while the run's workers wait.
+    - Its commits do not wait for the WAL flush (``synchronous_commit=off``, for these
+      connections only): every statement commits on its own, and waiting for the disk made
+      each event take ~7 ms. A crash of the PostgreSQL server may lose the last events
+      written before it (at most ~0.6 s of them), never corrupt the log or mix events of
+      runs; the run and schedule storages keep waiting.
+
+    The rows written are the ones stock writes (the same columns, from Dagster's own
+    statement builders), so every reader of the log sees no difference."""
 
     _flush_wait = False
 
@@ -96,6 +120,44 @@ class PooledEventLogStorage(_Pooled, PostgresEventLogStorage):
         if table_name not in self._tables and super().has_table(table_name):
             self._tables.add(table_name)
         return table_name in self._tables
+
+    def store_event(self, event: EventLogEntry) -> None:
+        self._index([event], self._insert([event]))
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        if not events:
+            return
+        if {event.get_dagster_event().event_type for event in events} <= _PLANNED:
+            self._index(events, self._insert(events))
+        else:  # materializations of one output over a range: stock's own batch
+            super().store_event_batch(events)
+
+    def _insert(self, events: Sequence[EventLogEntry]) -> list[int]:
+        """The events' rows in one statement; their ids, in order."""
+        statement = self.prepare_insert_event_batch(events)
+        with self._connect() as conn:
+            rows = conn.execute(statement.returning(SqlEventLogStorageTable.c.id)).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def _index(self, events: Sequence[EventLogEntry], ids: Sequence[int]) -> None:
+        """What stock ``store_event`` does after the insert, for each event: asset tags,
+        the asset's row (its last event here), asset check executions."""
+        assets = [
+            (event, event_id)
+            for event, event_id in zip(events, ids, strict=True)
+            if event.is_dagster_event
+            and event.dagster_event_type in ASSET_EVENTS
+            and event.get_dagster_event().asset_key
+        ]
+        if assets:
+            last = {event.get_dagster_event().asset_key: (event, i) for event, i in assets}
+            with self.index_transaction() as conn:
+                self._store_asset_event_tags(conn, *zip(*assets, strict=True))
+                for event, event_id in last.values():
+                    self._store_asset_event(conn, event, event_id)
+        for event, event_id in zip(events, ids, strict=True):
+            if event.is_dagster_event and event.dagster_event_type in ASSET_CHECK_EVENTS:
+                self.store_asset_check_event(event, event_id)
 
 
 class PooledPostgresStorage(DagsterPostgresStorage):
@@ -113,6 +175,8 @@ class PooledPostgresStorage(DagsterPostgresStorage):
         self.should_autocreate_tables = should_autocreate_tables
         self._inst_data = inst_data
         args = (postgres_url, should_autocreate_tables, token_provider)
+        # Read by Dagster at each event: every process with this instance batches.
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
         self._run_storage = PooledRunStorage(*args)
         self._event_log_storage = PooledEventLogStorage(*args)
         self._schedule_storage = PooledScheduleStorage(*args)

@@ -33,11 +33,11 @@ def options(doc: str, **defaults: Any) -> argparse.Namespace:
     """``--name`` per default (False: a flag) and ``--retries`` (of ``rounds``); ``smoke``: a
     size is not its default (not ``--repeat`` or ``--profile``), results go to .quick.json."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    for name, default in (defaults | {"retries": 2}).items():
+    for name, default in ({"retries": 2} | defaults).items():
         kind = {"action": "store_true"} if default is False else {"type": type(default)}
         parser.add_argument(f"--{name}", default=default, help=f"default: {default}", **kind)
     args = parser.parse_args()
-    sizes = [name for name in defaults if name not in ("repeat", "profile")]
+    sizes = [name for name in defaults if name not in ("repeat", "profile", "retries")]
     args.smoke = any(getattr(args, name) != defaults[name] for name in sizes)
     return args
 

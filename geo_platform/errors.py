@@ -22,5 +22,9 @@ class TransientError(GeoPlatformError):
     """A temporary failure of a backend (lock, network); worth retrying."""
 
 
+class BlobChangedError(TransientError):
+    """A blob is another version than the one its reader listed: read it again."""
+
+
 class ConfigurationError(GeoPlatformError):
     """The platform is configured wrongly (settings, collections file)."""

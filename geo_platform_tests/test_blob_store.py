@@ -16,7 +16,7 @@ import rasterio
 from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient
 
-from geo_platform.errors import TransientError
+from geo_platform.errors import BlobChangedError, TransientError
 from geo_platform.resources import azure_blob_store
 from geo_platform.resources.azure_blob_store import AzureBlobStore
 from geo_platform.resources.blob_store import BlobStore, LocalBlobStore
@@ -250,6 +250,65 @@ def test_a_raster_with_its_sidecars_comes_down_whole_from_its_info_and_sidecars(
         assert beside == ["s.tfw", "s.tif", "s.tif.aux.xml"]
     with pytest.raises(FileNotFoundError):
         store.info_and_sidecars("bronze", "scenes/s.png")
+
+
+def test_a_run_lists_its_rasters_and_their_sidecars_at_once_as_each_would_alone(
+    store, write, monkeypatch
+):
+    for key in ("scenes/s.tif", "scenes/s.tif.aux.xml", "scenes/s.tfw", "scenes/s.backup.tif"):
+        store.upload_file(write(key.encode()), "bronze", key)
+    store.upload_file(write(b"t"), "bronze", "scenes/t.tif")
+    keys = ["scenes/s.tif", "scenes/t.tif", "scenes/gone.tif"]
+
+    listed = store.infos_and_sidecars("bronze", keys)
+    if isinstance(store, LocalBlobStore):
+        assert listed == {}  # each stat is as cheap as a listing: each raster asks alone
+        return
+    # A missing key is left out: its worker finds it missing, with its own error.
+    assert listed == {key: store.info_and_sidecars("bronze", key) for key in keys[:2]}
+    assert listed["scenes/s.tif"][1] == ["scenes/s.tfw", "scenes/s.tif.aux.xml"]
+    # A common prefix that holds more than the budget: no listing worth it, nothing.
+    monkeypatch.setattr(azure_blob_store, "_BATCH_LISTED_AT_MOST", (4, 0))
+    assert store.infos_and_sidecars("bronze", keys) == {}
+
+
+def test_a_raster_replaced_after_its_run_listed_it_is_made_from_its_new_version(
+    store, write, tmp_path
+):
+    """The run lists its rasters when it starts; one replaced before its turn is read again
+    (not its new bytes under the old ETag, which its events would record)."""
+    from geo_platform.lib.raster.tiers import Tier
+    from geo_platform.processing import raster as processing
+    from geo_platform.settings import LimitSettings, PriceSettings, TilingSettings
+
+    def version(value: int) -> Path:
+        path = tmp_path / f"v{value}.tif"
+        transform = rasterio.transform.from_origin(5e5, 5e6, 10, 10)
+        profile = {"driver": "GTiff", "width": 32, "height": 32, "count": 1, "dtype": "uint8"}
+        profile |= {"crs": "EPSG:32633", "transform": transform}
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.full((1, 32, 32), value, dtype="uint8"))
+        return path
+
+    store.upload_file(version(1), "bronze", "c/r.tif")
+    listed = store.info_and_sidecars("bronze", "c/r.tif")
+    replaced = store.upload_file(version(2), "bronze", "c/r.tif")
+    with pytest.raises(BlobChangedError, match=r"bronze/c/r\.tif: changed since it was listed"):
+        with store.local_file("bronze", "c/r.tif", etag=listed[0].etag):
+            pass
+    (tmp_path / "scratch").mkdir()  # the run's, made when it starts
+    ctx = processing.RasterContext(
+        blob_store=store,
+        limits=LimitSettings(),
+        prices=PriceSettings(),
+        scratch=tmp_path / "scratch",
+        tiling=TilingSettings(),
+    )
+    plan = processing.RasterPlan(tiers=(Tier.ANALYSIS,), item=True, checks=frozenset())
+    outcome = processing.process_raster("c/r.tif", plan, ctx, None, listed)
+    assert outcome.error is None, outcome.error
+    assert outcome.source_etag == replaced.etag != listed[0].etag
+    assert outcome.info is not None and outcome.info.sha256 == _sha256(version(2))
 
 
 @pytest.mark.integration

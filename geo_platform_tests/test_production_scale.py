@@ -47,14 +47,14 @@ def _one_run(etags: dict[str, str], first: str, both_running: Any, report: Path)
     only one of them in."""
     process_raster = processing.process_raster
 
-    def waiting(key: str, plan, ctx, previous_outputs=None):
+    def waiting(key: str, *args):
         if key == first:
             try:
                 both_running.wait()
             except threading.BrokenBarrierError:
                 message = f"{key}: the other run's GDAL work never ran beside it"
                 raise AssertionError(message) from None
-        return process_raster(key, plan, ctx, previous_outputs)
+        return process_raster(key, *args)
 
     processing.process_raster = waiting
     outcomes: list[tuple[str, str]] = []

@@ -47,7 +47,12 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from geo_platform.errors import GeoPlatformError, InvalidInputError, TransientError
+from geo_platform.errors import (
+    BlobChangedError,
+    GeoPlatformError,
+    InvalidInputError,
+    TransientError,
+)
 from geo_platform.lib.collections_config import configured_resampling, requested_tiers
 from geo_platform.lib.hashing import sha256_file
 from geo_platform.lib.partition_keys import output_stem
@@ -172,11 +177,16 @@ class RasterContext:
 
 
 def process_raster(
-    key: str, plan: RasterPlan, ctx: RasterContext, previous_outputs: int | None = None
+    key: str,
+    plan: RasterPlan,
+    ctx: RasterContext,
+    previous_outputs: int | None = None,
+    listed: tuple[BlobInfo, list[str]] | None = None,
 ) -> RasterOutcome:
     """Validate ``bronze/<key>``, write and check the planned tiers, store the good ones
     and build the item; transient errors are retried. Never raises for a bad raster.
-    ``previous_outputs``: how many outputs it had stored before, when already counted."""
+    ``previous_outputs``: how many outputs it had stored before, when already counted;
+    ``listed``: its ``info_and_sidecars``, when the run listed them for all its rasters."""
     retrying = Retrying(
         stop=stop_after_attempt(_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=5),
@@ -190,7 +200,11 @@ def process_raster(
         for attempt in retrying:
             with attempt:
                 fresh = RasterOutcome(key, previous_outputs=previous_outputs)
-                return _process(fresh, plan, ctx, seen=outcome)
+                try:
+                    return _process(fresh, plan, ctx, seen=outcome, listed=listed)
+                except BlobChangedError:
+                    listed = None  # replaced since the run listed it: the new version
+                    raise
     except InvalidInputError as e:
         return outcome.fail(str(e))
     except FileNotFoundError:
@@ -203,18 +217,26 @@ def process_raster(
 
 
 def _process(
-    outcome: RasterOutcome, plan: RasterPlan, ctx: RasterContext, *, seen: RasterOutcome
+    outcome: RasterOutcome,
+    plan: RasterPlan,
+    ctx: RasterContext,
+    *,
+    seen: RasterOutcome,
+    listed: tuple[BlobInfo, list[str]] | None,
 ) -> RasterOutcome:
     store = ctx.blob_store
     key = outcome.key
-    blob, sidecars = store.info_and_sidecars(BRONZE, key)
+    blob, sidecars = listed or store.info_and_sidecars(BRONZE, key)
     outcome.source_etag = seen.source_etag = blob.etag
     name = f"{BRONZE}/{key}"
     check_file_size(blob.size, name, ctx.limits)
     # Downloaded once (with the sidecars GDAL reads beside it): every tier reads this copy.
     with (
         ExitStack() as stack,
-        store.local_file(BRONZE, key, sidecars=sidecars, scratch=ctx.scratch) as source,
+        # The version whose ETag its events record, not one that replaced it since.
+        store.local_file(
+            BRONZE, key, sidecars=sidecars, scratch=ctx.scratch, etag=blob.etag
+        ) as source,
     ):
         info = validate_raster(
             source, ctx.limits, name=name, sha256=blob.metadata.get(SHA256_METADATA)
@@ -476,6 +498,17 @@ def count_stored_outputs(store: BlobStore, keys: list[str]) -> dict[str, int] | 
         return None
 
 
+def list_sources(store: BlobStore, keys: list[str]) -> dict[str, tuple[BlobInfo, list[str]]]:
+    """``store.info_and_sidecars(BRONZE, key)`` of the keys the store lists at once, in
+    fewer requests than one per key; none if that listing fails (each raster then lists
+    its own, with its own retries). A blob replaced after this listing is read again by
+    its worker (``local_file`` checks the ETag)."""
+    try:
+        return store.infos_and_sidecars(BRONZE, keys)
+    except (TransientError, OSError):
+        return {}
+
+
 def _count_stored_outputs(store: BlobStore, keys: list[str]) -> dict[str, int] | None:
     stems = {output_stem(key): key for key in keys}
     # Character by character, as blob listings match prefixes (``a/r0`` covers ``a/r01``).
@@ -661,7 +694,8 @@ def process_rasters(
     writer = _ItemWriter(catalog, ctx.blob_store, ctx.scratch)
     keys = list(keys)
     previous = count_stored_outputs(ctx.blob_store, keys) if len(keys) > 1 else None
-    with _RasterWorkers(plan, ctx, workers, previous) as pool:
+    listed = list_sources(ctx.blob_store, keys) if len(keys) > 1 else {}
+    with _RasterWorkers(plan, ctx, workers, previous, listed) as pool:
         for outcome in pool.outcomes(keys, in_flight=workers * 8):
             # Reported now, while the workers go on: the run's one thread records the
             # raster's events beside their work, not all of a batch's after its write.
@@ -686,10 +720,13 @@ class _RasterWorkers:
         ctx: RasterContext,
         workers: int,
         previous: dict[str, int] | None = None,
+        listed: dict[str, tuple[BlobInfo, list[str]]] | None = None,
     ) -> None:
         self.plan, self.ctx, self.workers = plan, ctx, workers
-        # Stored outputs counted for the whole batch (a key missing: the worker lists).
+        # Stored outputs counted and sources listed for the whole batch (a key missing:
+        # the worker lists its own).
         self.previous = previous or {}
+        self.listed = listed or {}
         self.pool: Executor | None = None
 
     def __enter__(self) -> _RasterWorkers:
@@ -715,15 +752,15 @@ class _RasterWorkers:
 
     def _submit(self, key: str) -> Future[RasterOutcome]:
         assert self.pool is not None
-        previous = self.previous.get(key)
+        previous, listed = self.previous.get(key), self.listed.get(key)
         if isinstance(self.pool, ThreadPoolExecutor):
-            return self.pool.submit(process_raster, key, self.plan, self.ctx, previous)
+            return self.pool.submit(process_raster, key, self.plan, self.ctx, previous, listed)
         try:
-            return self.pool.submit(_process_in_worker, key, self.plan, previous)
+            return self.pool.submit(_process_in_worker, key, self.plan, previous, listed)
         except BrokenProcessPool:
             self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = self._new_pool(self.workers)
-            return self.pool.submit(_process_in_worker, key, self.plan, previous)
+            return self.pool.submit(_process_in_worker, key, self.plan, previous, listed)
 
     def outcomes(self, keys: Iterable[str], *, in_flight: int) -> Iterator[RasterOutcome]:
         """The outcome of every key, in completion order, ``in_flight`` at a time."""
@@ -746,8 +783,8 @@ class _RasterWorkers:
         """A raster whose worker process died, run again in a process of its own."""
         with self._new_pool(1) as pool:
             try:
-                previous = self.previous.get(key)
-                return pool.submit(_process_in_worker, key, self.plan, previous).result()
+                previous, listed = self.previous.get(key), self.listed.get(key)
+                return pool.submit(_process_in_worker, key, self.plan, previous, listed).result()
             except BrokenProcessPool:
                 return RasterOutcome(key).fail(
                     f"{BRONZE}/{key}: the process working on it died (GDAL crashed on it, "
@@ -768,8 +805,10 @@ def _start_worker(
     _WORKER_CONTEXT["ctx"] = replace(ctx, blob_store=store_type(**store_settings))
 
 
-def _process_in_worker(key: str, plan: RasterPlan, previous: int | None) -> RasterOutcome:
-    return process_raster(key, plan, _WORKER_CONTEXT["ctx"], previous)
+def _process_in_worker(
+    key: str, plan: RasterPlan, previous: int | None, listed: tuple[BlobInfo, list[str]] | None
+) -> RasterOutcome:
+    return process_raster(key, plan, _WORKER_CONTEXT["ctx"], previous, listed)
 
 
 def _extended(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import mimetypes
+import os
 import random
 import re
 import tempfile
@@ -17,10 +18,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -38,12 +41,14 @@ from azure.storage.blob import (
 )
 from pydantic import Field, PrivateAttr
 
-from geo_platform.errors import ConfigurationError, TransientError
-from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
+from geo_platform.errors import BlobChangedError, ConfigurationError, TransientError
+from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_names, sidecar_prefix
 from geo_platform.resources.blob_store import BlobInfo, BlobPage, BlobStore, check_key
 
 # The service's maximum page size: fewer round trips when listing big containers.
 LIST_PAGE_SIZE = 5000
+# infos_and_sidecars lists at most this many blobs: (any batch, and per key on top).
+_BATCH_LISTED_AT_MOST = (1000, 20)
 # Below this size an upload is one request and Azure records a Content-MD5; above it the
 # SDK streams blocks, so memory stays bounded by block size x concurrency.
 MAX_SINGLE_PUT_BYTES = 8 * 1024**2
@@ -323,12 +328,13 @@ class AzureBlobStore(BlobStore):
         *,
         sidecars: bool | Sequence[str] = False,
         scratch: Path | None = None,
+        etag: str | None = None,
     ) -> Iterator[Path]:
         # Keep the key's file name: GDAL picks drivers and sidecar files by name, and
         # callers see the same name as with LocalBlobStore.
         with tempfile.TemporaryDirectory(prefix="blob-", dir=scratch) as folder:
             path = Path(folder) / PurePosixPath(key).name
-            self._download(container, key, path)
+            self._download(container, key, path, etag)
             if sidecars:
                 known = sidecars if not isinstance(sidecars, bool) else None
                 for sidecar in self.sidecar_keys(container, key) if known is None else known:
@@ -342,13 +348,47 @@ class AzureBlobStore(BlobStore):
             raise FileNotFoundError(f"{container}/{key}: no such blob")
         return found[key], [name for name in found if is_sidecar_of(key, name)]
 
-    def _download(self, container: str, key: str, path: Path) -> None:
+    def infos_and_sidecars(
+        self, container: str, keys: Sequence[str]
+    ) -> dict[str, tuple[BlobInfo, list[str]]]:
+        """One listing under the keys' common prefix rather than one per key (Azurite scans
+        the whole container for each, ~12 ms at 20,000 blobs); nothing when that prefix
+        holds too many other blobs to be worth it (a listing costs ~0.3 ms a blob)."""
+        owners: dict[str, list[str]] = {}  # sidecar key -> the raster keys it belongs to
+        for key in keys:
+            folder = key[: key.rfind("/") + 1]
+            for name in sidecar_names(PurePosixPath(key).name):
+                owners.setdefault(folder + name, []).append(key)
+        prefix = os.path.commonprefix([sidecar_prefix(key) for key in keys])  # noqa: RUF071
+        budget = _BATCH_LISTED_AT_MOST[0] + _BATCH_LISTED_AT_MOST[1] * len(keys)
+        wanted, found = set(keys), {}
+        sidecars: dict[str, list[str]] = {key: [] for key in keys}
+        for listed, blob in enumerate(self.list_blobs(container, prefix)):
+            if listed >= budget:
+                return {}
+            if blob.key in wanted:
+                found[blob.key] = blob
+            for owner in owners.get(blob.key, ()):
+                sidecars[owner].append(blob.key)
+        return {key: (blob, sidecars[key]) for key, blob in found.items()}
+
+    def _download(self, container: str, key: str, path: Path, etag: str | None = None) -> None:
         blob = self._blob(container, key)
         with self._errors(f"downloading {container}/{key}"), open(path, "wb") as out:
             try:
-                blob.download_blob(max_concurrency=self.max_concurrency).readinto(out)
+                if etag is None:
+                    download = blob.download_blob(max_concurrency=self.max_concurrency)
+                else:  # only the version listed: its ETag is what the runs record
+                    download = blob.download_blob(
+                        max_concurrency=self.max_concurrency,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                download.readinto(out)
             except ResourceNotFoundError as exc:
                 raise FileNotFoundError(f"{container}/{key}: no such blob") from exc
+            except ResourceModifiedError as exc:
+                raise BlobChangedError(f"{container}/{key}: changed since it was listed") from exc
 
     def sign_href(self, href: str, lifetime: dt.timedelta) -> str:
         """A blob URL of this account with a read-only SAS valid for ``lifetime``

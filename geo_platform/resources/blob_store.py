@@ -17,6 +17,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from geo_platform.errors import BlobChangedError
 from geo_platform.lib.partition_keys import storage_key_problem
 from geo_platform.lib.raster.sidecars import is_sidecar_of, sidecar_prefix
 
@@ -100,16 +101,26 @@ class BlobStore(dg.ConfigurableResource, ABC):
         *,
         sidecars: bool | Sequence[str] = False,
         scratch: Path | None = None,
+        etag: str | None = None,
     ) -> Iterator[Path]:
         """A local path holding the blob's bytes for the duration of the block;
         ``sidecars``: with the raster's sidecar files (world file, ``.aux.xml``, ``.msk``...)
         beside it under their names, as GDAL looks for them (their keys, when already
         known: ``info_and_sidecars``). A download goes under ``scratch`` (the run's scratch
-        folder, reclaimed if the process dies) when given."""
+        folder, reclaimed if the process dies) when given. ``etag``: the version the caller
+        listed; BlobChangedError if the blob is another one by now."""
 
     def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:
         """``info`` and the keys of the sidecars ``local_file`` has to fetch with the blob."""
         return self.info(container, key), self.sidecar_keys(container, key)
+
+    def infos_and_sidecars(
+        self, container: str, keys: Sequence[str]
+    ) -> dict[str, tuple[BlobInfo, list[str]]]:
+        """``info_and_sidecars`` of many keys at once where the store answers that in fewer
+        requests; the keys it has no answer for are left out (here: all of them, as a
+        local folder answers each key as cheaply)."""
+        return {}
 
     def sidecar_keys(self, container: str, key: str) -> list[str]:
         """The blobs beside ``key`` that GDAL reads with it (``lib.raster.sidecars``)."""
@@ -307,11 +318,14 @@ class LocalBlobStore(BlobStore):
         *,
         sidecars: bool | Sequence[str] = False,
         scratch: Path | None = None,
+        etag: str | None = None,
     ) -> Iterator[Path]:
         # The blob's own file: its sidecars are already beside it.
         path = self._path(container, key)
         if not path.is_file():
             raise FileNotFoundError(f"{container}/{key}: no such blob")
+        if etag is not None and _etag(path.stat()) != etag:
+            raise BlobChangedError(f"{container}/{key}: changed since it was listed")
         yield path
 
     def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:

@@ -267,8 +267,13 @@ def test_a_run_lists_its_rasters_and_their_sidecars_at_once_as_each_would_alone(
     # A missing key is left out: its worker finds it missing, with its own error.
     assert listed == {key: store.info_and_sidecars("bronze", key) for key in keys[:2]}
     assert listed["scenes/s.tif"][1] == ["scenes/s.tfw", "scenes/s.tif.aux.xml"]
+    # A sidecar removed since the listing: the raster is to be listed again, not missing.
+    store.delete("bronze", "scenes/s.tfw")
+    with pytest.raises(BlobChangedError, match=r"sidecar scenes/s\.tfw is gone"):
+        with store.local_file("bronze", "scenes/s.tif", sidecars=listed["scenes/s.tif"][1]):
+            pass
     # A common prefix that holds more than the budget: no listing worth it, nothing.
-    monkeypatch.setattr(azure_blob_store, "_BATCH_LISTED_AT_MOST", (4, 0))
+    monkeypatch.setattr(azure_blob_store, "_BATCH_LISTED_AT_MOST", (3, 0))
     assert store.infos_and_sidecars("bronze", keys) == {}
 
 

@@ -338,7 +338,14 @@ class AzureBlobStore(BlobStore):
             if sidecars:
                 known = sidecars if not isinstance(sidecars, bool) else None
                 for sidecar in self.sidecar_keys(container, key) if known is None else known:
-                    self._download(container, sidecar, Path(folder) / PurePosixPath(sidecar).name)
+                    try:
+                        self._download(
+                            container, sidecar, Path(folder) / PurePosixPath(sidecar).name
+                        )
+                    except FileNotFoundError as exc:
+                        # Listed with the raster, gone since: the raster is to be read again.
+                        message = f"{container}/{key}: its sidecar {sidecar} is gone since listed"
+                        raise BlobChangedError(message) from exc
             yield path
 
     def info_and_sidecars(self, container: str, key: str) -> tuple[BlobInfo, list[str]]:
